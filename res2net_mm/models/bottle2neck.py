@@ -1,0 +1,230 @@
+"""The Res2Net bottleneck block: one implementation for every toolbox."""
+import math
+from typing import List, Optional, Sequence
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_conv_layer, build_norm_layer, build_plugin_layer
+from mmengine.model import BaseModule
+from torch import nn
+
+from .layers import DropPath, SELayer
+
+PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
+
+
+def split_width(planes: int, base_width: int, groups: int = 1,
+                base_channels: int = 64) -> int:
+    """Channels of one split: ``floor(planes * base_width / 64) * groups``.
+
+    64 is ``base_channels``, the planes of the first stage, so a scaled-down
+    network keeps ``base_width`` as its first stage's split width (as mmdet).
+
+    Res2NeXt multiplies by the cardinality and groups the 3x3 convs by it, as the
+    official code does.
+    """
+    return int(math.floor(planes * base_width / base_channels)) * groups
+
+
+class Bottle2neck(BaseModule):
+    """Res2Net bottleneck (Gao et al., TPAMI 2021).
+
+    1x1 conv -> split into ``scales`` groups of ``width`` channels -> a hierarchy of
+    3x3 convs, each one (but the first) fed the previous output plus its own split ->
+    concatenate -> 1x1 conv, then the residual connection.
+
+    The first block of a stage (``stage_block=True``) changes resolution and/or
+    channels, so the splits cannot be chained: each 3x3 conv reads its own split only,
+    and the last split, which has no conv, is average-pooled to the new resolution.
+    The official code pools it even when the stride is 1 (AvgPool 3x3/1 smooths it);
+    mmdet 3.3.0 skips the pool at stride 1 (``pool_at_stride1=False``).
+
+    Args:
+        in_channels (int): Input channels.
+        planes (int): Bottleneck channels; the block outputs ``planes * 4``.
+        stride (int): Stride of the 3x3 convs (and of the last split's pool).
+        dilation (int): Dilation of the 3x3 convs.
+        downsample (nn.Module, optional): Shortcut projection. Defaults to None.
+        scales (int): Number of splits (``s`` in the paper). Defaults to 4.
+        base_width (int): Split width at ``planes=64`` (``w``). Defaults to 26.
+        groups (int): Cardinality of the grouped 3x3 convs (Res2NeXt).
+        base_channels (int): Planes of the first stage; ``base_width`` is the
+            split width there. Defaults to 64.
+        stage_block (bool): First block of a stage (see above).
+        pool_at_stride1 (bool): Pool the last split of a stage block whose stride
+            is 1 (official behaviour). Defaults to True.
+        conv_cfg (dict, optional): Config of the convs.
+        norm_cfg (dict): Config of the norm layers. Defaults to BN.
+        dcn (dict, optional): Deformable conv config for the 3x3 convs (needs
+            compiled mmcv ops). ``fallback_on_stride=True`` keeps plain convs
+            where the stride is not 1.
+        plugins (list[dict], optional): ``dict(cfg=..., position=...)`` with
+            position in ``after_conv1``, ``after_conv2``, ``after_conv3``.
+        se_ratio (int, optional): Add a Squeeze-and-Excitation module after
+            the last norm with this reduction ratio. Defaults to None.
+        drop_path_rate (float): Stochastic depth rate of the residual branch.
+        with_cp (bool): Trade compute for memory with activation checkpointing.
+        init_cfg (dict, optional): Initialization config.
+    """
+    expansion = 4
+
+    def __init__(self,
+                 in_channels: int,
+                 planes: int,
+                 stride: int = 1,
+                 dilation: int = 1,
+                 downsample: Optional[nn.Module] = None,
+                 scales: int = 4,
+                 base_width: int = 26,
+                 groups: int = 1,
+                 base_channels: int = 64,
+                 stage_block: bool = False,
+                 pool_at_stride1: bool = True,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 dcn: Optional[dict] = None,
+                 plugins: Optional[Sequence[dict]] = None,
+                 se_ratio: Optional[int] = None,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if scales < 2:
+            raise ValueError(
+                f'scales must be >= 2 (scales=1 is a plain ResNet), got {scales}')
+        self.in_channels = in_channels
+        self.planes = planes
+        self.out_channels = planes * self.expansion
+        self.stride = stride
+        self.scales = scales
+        self.stage_block = stage_block
+        self.with_cp = with_cp
+        self.width = width = split_width(planes, base_width, groups,
+                                          base_channels)
+        if width < 1:
+            raise ValueError(
+                f'base_width={base_width} gives splits of {width} channels '
+                f'at planes={planes}; increase base_width')
+
+        self.conv1 = build_conv_layer(
+            conv_cfg, in_channels, width * scales, kernel_size=1, bias=False)
+        self.norm1_name, norm1 = build_norm_layer(
+            norm_cfg, width * scales, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+
+        conv2_cfg = conv_cfg
+        self.with_dcn = False
+        if dcn is not None:
+            dcn = dict(dcn)
+            fallback_on_stride = dcn.pop('fallback_on_stride', False)
+            if not (fallback_on_stride and stride != 1):
+                if conv_cfg is not None:
+                    raise ValueError('conv_cfg must be None when dcn is set')
+                # Imported here so that the backbone needs compiled mmcv ops only
+                # when deformable convs are asked for (mmcv-lite works otherwise).
+                import mmcv.ops  # noqa: F401  registers DCN / DCNv2
+                conv2_cfg = dcn
+                self.with_dcn = True
+        self.convs = nn.ModuleList(
+            build_conv_layer(
+                conv2_cfg,
+                width,
+                width,
+                kernel_size=3,
+                stride=stride,
+                padding=dilation,
+                dilation=dilation,
+                groups=groups,
+                bias=False) for _ in range(scales - 1))
+        self.bns = nn.ModuleList(
+            build_norm_layer(norm_cfg, width, postfix=i + 1)[1]
+            for i in range(scales - 1))
+        # The last split bypasses the 3x3 convs; in a stage block it must still
+        # reach the new resolution.
+        if stage_block and (stride != 1 or pool_at_stride1):
+            self.pool = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)
+        else:
+            self.pool = None
+
+        self.conv3 = build_conv_layer(
+            conv_cfg, width * scales, self.out_channels, kernel_size=1,
+            bias=False)
+        self.norm3_name, norm3 = build_norm_layer(
+            norm_cfg, self.out_channels, postfix=3)
+        self.add_module(self.norm3_name, norm3)
+
+        self.se = SELayer(self.out_channels, se_ratio) if se_ratio else None
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 \
+            else nn.Identity()
+
+        channels = dict(
+            after_conv1=width * scales,
+            after_conv2=width * scales,
+            after_conv3=self.out_channels)
+        self.plugin_names = {position: [] for position in PLUGIN_POSITIONS}
+        for plugin in plugins or ():
+            position = plugin['position']
+            if position not in PLUGIN_POSITIONS:
+                raise ValueError(f'plugin position must be one of '
+                                 f'{PLUGIN_POSITIONS}, got {position!r}')
+            name, layer = build_plugin_layer(
+                plugin['cfg'],
+                in_channels=channels[position],
+                postfix=plugin.get('postfix', ''))
+            if hasattr(self, name):
+                raise ValueError(f'duplicate plugin name {name!r}: give each '
+                                 f'plugin of one kind a distinct postfix')
+            self.add_module(name, layer)
+            self.plugin_names[position].append(name)
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm3(self) -> nn.Module:
+        return getattr(self, self.norm3_name)
+
+    def _plugins(self, x: torch.Tensor, position: str) -> torch.Tensor:
+        for name in self.plugin_names[position]:
+            x = getattr(self, name)(x)
+        return x
+
+    def _multi_scale(self, x: torch.Tensor) -> torch.Tensor:
+        splits = torch.split(x, self.width, dim=1)
+        outs: List[torch.Tensor] = []
+        sp = splits[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            if i > 0:
+                # Chain: each split sees the previous output, growing the
+                # receptive field; stage blocks cannot (shapes differ).
+                sp = splits[i] if self.stage_block else sp + splits[i]
+            if self.with_dcn:
+                sp = sp.contiguous()  # mmcv's deformable conv needs it
+            sp = self.relu(bn(conv(sp)))
+            outs.append(sp)
+        last = splits[-1]
+        outs.append(self.pool(last) if self.pool is not None else last)
+        # One concatenation per block, not one per split (O(scales) copies).
+        return torch.cat(outs, dim=1)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self._plugins(out, 'after_conv1')
+        out = self._multi_scale(out)
+        out = self._plugins(out, 'after_conv2')
+        out = self.norm3(self.conv3(out))
+        out = self._plugins(out, 'after_conv3')
+        if self.se is not None:
+            out = self.se(out)
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.drop_path(out) + identity
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            out = self._residual(x)
+        return self.relu(out)

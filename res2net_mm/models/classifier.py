@@ -1,0 +1,41 @@
+"""A plain image classifier around the backbone (timm / official layout)."""
+import torch
+from mmengine.model import BaseModule
+from torch import nn
+
+from ..registry import MODELS
+from .res2net import Res2Net
+
+
+@MODELS.register_module()
+class Res2NetClassifier(BaseModule):
+    """Res2Net backbone, global average pooling and a linear classifier.
+
+    The layout of the official models and timm (``fc`` on pooled 2048-d
+    features), used to count parameters, compare logits with timm and MindCV,
+    and export. For training use mmpretrain's ``ImageClassifier`` with the
+    backbone (see ``configs/``).
+
+    Args:
+        num_classes (int): Classes of the linear head. Defaults to 1000.
+        **backbone_kwargs: Arguments of :class:`Res2Net` (``arch=`` included).
+    """
+
+    def __init__(self, num_classes: int = 1000, **backbone_kwargs):
+        super().__init__()
+        backbone_kwargs.setdefault('out_indices', (-1, ))
+        self.backbone = Res2Net(**backbone_kwargs)
+        self.global_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(self.backbone.out_channels[-1], num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.global_pool(self.forward_features(x)).flatten(1))
+
+
+def build_classifier(arch: str, num_classes: int = 1000,
+                     **overrides) -> Res2NetClassifier:
+    """Build a named variant with a linear head, e.g. ``'res2net50_v1b'``."""
+    return Res2NetClassifier(num_classes=num_classes, arch=arch, **overrides)

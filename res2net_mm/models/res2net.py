@@ -1,0 +1,357 @@
+"""The Res2Net backbone (v1, v1b/v1d, Res2NeXt, SE-Res2Net) for mmpretrain and mmdet."""
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..registry import MODELS
+from .bottle2neck import PLUGIN_POSITIONS, Bottle2neck
+
+STAGE_BLOCKS = {
+    26: (2, 2, 2, 2),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+}
+STAGE_POOL_MODES = ('always', 'strided')
+
+# Architecture arguments that a named variant (``arch=``) may set. Arguments the
+# caller passes explicitly win over the variant's.
+ARCH_DEFAULTS = dict(
+    depth=50,
+    scales=4,
+    base_width=26,
+    groups=1,
+    deep_stem=False,
+    avg_down=False,
+    se_ratio=None,
+)
+
+
+def _resolve_arch(arch: Optional[str], explicit: Dict) -> Dict:
+    settings = dict(ARCH_DEFAULTS)
+    if arch is not None:
+        from .variants import get_variant  # late import: variants imports us
+        settings.update(get_variant(arch).backbone)
+    settings.update({k: v for k, v in explicit.items() if v is not None})
+    return settings
+
+
+@MODELS.register_module()
+class Res2Net(BaseModule):
+    """Res2Net backbone.
+
+    A ResNet skeleton with :class:`Bottle2neck` blocks. State-dict names follow
+    the official code and timm (``conv1``, ``bn1``, ``layer1.0.convs.0`` ...), so
+    their backbone weights load as they are. The deep stem keeps the official
+    v1b names (``conv1.0`` ... ``conv1.6``, then ``bn1``).
+
+    Args:
+        arch (str, optional): A named variant from
+            :data:`res2net_mm.models.variants.VARIANTS` (for example
+            ``'res2net50_v1b_26w_4s'``). It sets the architecture arguments
+            below that are left as None.
+        depth (int): 26, 50, 101, 152 or 200. Defaults to 50.
+        scales (int): Splits per block, >= 2. Defaults to 4.
+        base_width (int): Split width at 64 planes. Defaults to 26.
+        groups (int): Cardinality of the 3x3 convs (Res2NeXt). Defaults to 1.
+        deep_stem (bool): Three 3x3 convs instead of the 7x7 stem (v1b).
+        avg_down (bool): Average-pool then 1x1 conv in the shortcut (v1b).
+        se_ratio (int, optional): Squeeze-and-Excitation ratio in every block.
+        in_channels (int): Input image channels. Defaults to 3.
+        stem_channels (int): Stem output channels. Defaults to 64.
+        base_channels (int): Planes of the first stage. Defaults to 64.
+        num_stages (int): Stages, 1 to 4. Defaults to 4.
+        strides (Sequence[int]): Stride of the first block of each stage.
+        dilations (Sequence[int]): Dilation of each stage. ``strides=(1, 2, 1,
+            1), dilations=(1, 1, 2, 4)`` gives output stride 8; ``(1, 2, 2, 1)``
+            with ``(1, 1, 1, 2)`` gives 16.
+        out_indices (Sequence[int]): Stages whose outputs are returned.
+        stage_pool (str): ``'always'`` pools the last split of every stage's
+            first block, as the official code (and timm, mmpretrain, MindCV);
+            ``'strided'`` only where the stride is not 1, as mmdet 3.3.0 does, so
+            that detectors trained in mmdet give identical outputs.
+        frozen_stages (int): Freeze the stem (0) and stages up to this index
+            (1-based); -1 freezes nothing.
+        conv_cfg (dict, optional): Conv layer config.
+        norm_cfg (dict): Norm layer config. Defaults to BN.
+        norm_eval (bool): Keep norm layers in eval mode during training
+            (frozen running statistics). Defaults to False.
+        dcn (dict, optional): Deformable conv config for the 3x3 convs.
+        stage_with_dcn (Sequence[bool]): Stages that use ``dcn``.
+        plugins (list[dict], optional): mmdet-style plugins:
+            ``dict(cfg=..., position='after_conv1'|'after_conv2'|
+            'after_conv3', stages=(bool, ...))``.
+        drop_path_rate (float): Stochastic depth rate, rising linearly from 0
+            at the first block to this value at the last.
+        with_cp (bool): Activation checkpointing in every block.
+        zero_init_residual (bool): Zero the last norm of every block at init,
+            so each residual branch starts as zero. Defaults to True.
+        init_cfg (dict or list[dict], optional): Initialization config.
+            Defaults to Kaiming for convs and 1/0 for norms.
+    """
+    stage_blocks = STAGE_BLOCKS
+
+    def __init__(self,
+                 arch: Optional[str] = None,
+                 depth: Optional[int] = None,
+                 scales: Optional[int] = None,
+                 base_width: Optional[int] = None,
+                 groups: Optional[int] = None,
+                 deep_stem: Optional[bool] = None,
+                 avg_down: Optional[bool] = None,
+                 se_ratio: Optional[int] = None,
+                 in_channels: int = 3,
+                 stem_channels: int = 64,
+                 base_channels: int = 64,
+                 num_stages: int = 4,
+                 strides: Sequence[int] = (1, 2, 2, 2),
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 out_indices: Sequence[int] = (3, ),
+                 stage_pool: str = 'always',
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = False,
+                 dcn: Optional[dict] = None,
+                 stage_with_dcn: Sequence[bool] = (False, False, False, False),
+                 plugins: Optional[Sequence[dict]] = None,
+                 drop_path_rate: float = 0.,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = True,
+                 init_cfg=[
+                     dict(type='Kaiming', layer=['Conv2d']),
+                     dict(
+                         type='Constant',
+                         val=1,
+                         layer=['_BatchNorm', 'GroupNorm'])
+                 ]):
+        super().__init__(init_cfg=init_cfg)
+        a = _resolve_arch(
+            arch,
+            dict(depth=depth, scales=scales, base_width=base_width,
+                 groups=groups, deep_stem=deep_stem, avg_down=avg_down,
+                 se_ratio=se_ratio))
+        self.arch = arch
+        self.depth = a['depth']
+        self.scales = a['scales']
+        self.base_width = a['base_width']
+        self.groups = a['groups']
+        self.deep_stem = a['deep_stem']
+        self.avg_down = a['avg_down']
+        self.se_ratio = a['se_ratio']
+        self._check_args(num_stages, strides, dilations, out_indices,
+                         frozen_stages, stage_pool, stage_with_dcn, plugins,
+                         drop_path_rate)
+        self.num_stages = num_stages
+        self.strides = tuple(strides)
+        self.dilations = tuple(dilations)
+        self.out_indices = tuple(sorted(i % num_stages for i in out_indices))
+        self.stage_pool = stage_pool
+        self.frozen_stages = frozen_stages
+        self.conv_cfg = conv_cfg
+        self.norm_cfg = norm_cfg
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.zero_init_residual = zero_init_residual
+
+        self._make_stem(in_channels, stem_channels)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+        stage_blocks = self.stage_blocks[self.depth][:num_stages]
+        total_blocks = sum(stage_blocks)
+        block_index = 0
+        in_ch, planes = stem_channels, base_channels
+        self.res_layers = []
+        self.out_channels = []
+        for i, num_blocks in enumerate(stage_blocks):
+            stage_plugins = [
+                dict(cfg=p['cfg'], position=p['position'],
+                     postfix=p.get('postfix', ''))
+                for p in plugins or ()
+                if p.get('stages') is None or p['stages'][i]
+            ]
+            blocks = []
+            for j in range(num_blocks):
+                stride = self.strides[i] if j == 0 else 1
+                rate = drop_path_rate * block_index / max(total_blocks - 1, 1)
+                blocks.append(
+                    Bottle2neck(
+                        in_ch,
+                        planes,
+                        stride=stride,
+                        dilation=self.dilations[i],
+                        downsample=self._make_shortcut(
+                            in_ch, planes * Bottle2neck.expansion, stride)
+                        if j == 0 else None,
+                        scales=self.scales,
+                        base_width=self.base_width,
+                        groups=self.groups,
+                        base_channels=base_channels,
+                        stage_block=j == 0,
+                        pool_at_stride1=stage_pool == 'always',
+                        conv_cfg=conv_cfg,
+                        norm_cfg=norm_cfg,
+                        dcn=dcn if stage_with_dcn[i] else None,
+                        plugins=stage_plugins,
+                        se_ratio=self.se_ratio,
+                        drop_path_rate=rate,
+                        with_cp=with_cp))
+                in_ch = planes * Bottle2neck.expansion
+                block_index += 1
+            name = f'layer{i + 1}'
+            self.add_module(name, nn.Sequential(*blocks))
+            self.res_layers.append(name)
+            self.out_channels.append(in_ch)
+            planes *= 2
+        self._freeze_stages()
+
+    def _check_args(self, num_stages, strides, dilations, out_indices,
+                    frozen_stages, stage_pool, stage_with_dcn, plugins,
+                    drop_path_rate):
+        if self.depth not in self.stage_blocks:
+            raise KeyError(f'invalid depth {self.depth} for Res2Net: valid '
+                           f'depths are {sorted(self.stage_blocks)}')
+        if not isinstance(self.scales, int) or self.scales < 2:
+            raise ValueError(f'scales must be an integer >= 2 (scales=1 is a '
+                             f'plain ResNet), got {self.scales!r}')
+        for name in ('deep_stem', 'avg_down'):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f'{name} must be True or False (deep_stem: three 3x3 convs '
+                    f'(v1b) or one 7x7 conv (v1); avg_down: pool + 1x1 conv or '
+                    f'strided 1x1 conv shortcut), got {getattr(self, name)!r}')
+        if self.base_width < 1 or self.groups < 1:
+            raise ValueError(f'base_width and groups must be >= 1, got '
+                             f'{self.base_width} and {self.groups}')
+        if not 1 <= num_stages <= 4:
+            raise ValueError(f'num_stages must be 1 to 4, got {num_stages}')
+        if len(strides) < num_stages or len(dilations) < num_stages:
+            raise ValueError(
+                f'strides and dilations need {num_stages} entries '
+                f'(num_stages), got {tuple(strides)} and {tuple(dilations)}')
+        if len(stage_with_dcn) < num_stages:
+            raise ValueError(f'stage_with_dcn needs {num_stages} entries, got '
+                             f'{tuple(stage_with_dcn)}')
+        if not out_indices:
+            raise ValueError('out_indices must name at least one stage')
+        for i in out_indices:
+            if not -num_stages <= i < num_stages:
+                raise IndexError(
+                    f'out_indices entry {i} is out of range: valid are 0 to '
+                    f'{num_stages - 1} (or -{num_stages} to -1)')
+        if not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be -1 (none) to '
+                             f'{num_stages} (all), got {frozen_stages}')
+        if stage_pool not in STAGE_POOL_MODES:
+            raise ValueError(f'stage_pool must be one of {STAGE_POOL_MODES}, '
+                             f'got {stage_pool!r}')
+        if not 0. <= drop_path_rate < 1.:
+            raise ValueError(
+                f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
+        for p in plugins or ():
+            if not isinstance(p, dict) or 'cfg' not in p or 'position' not in p:
+                raise ValueError(f'each plugin must be dict(cfg=..., position='
+                                 f'..., stages=...), got {p!r}')
+            if p['position'] not in PLUGIN_POSITIONS:
+                raise ValueError(f'plugin position must be one of '
+                                 f'{PLUGIN_POSITIONS}, got {p["position"]!r}')
+            if p.get('stages') is not None and len(p['stages']) != num_stages:
+                raise ValueError(f'plugin stages needs {num_stages} entries '
+                                 f'(num_stages), got {tuple(p["stages"])}')
+
+    def _make_stem(self, in_channels: int, stem_channels: int):
+        if self.deep_stem:
+            mid = stem_channels // 2
+            # Official v1b layout (indices 0..6), so its keys load unchanged.
+            self.conv1 = nn.Sequential(
+                build_conv_layer(self.conv_cfg, in_channels, mid, 3, stride=2,
+                                 padding=1, bias=False),
+                build_norm_layer(self.norm_cfg, mid)[1],
+                nn.ReLU(inplace=True),
+                build_conv_layer(self.conv_cfg, mid, mid, 3, stride=1,
+                                 padding=1, bias=False),
+                build_norm_layer(self.norm_cfg, mid)[1],
+                nn.ReLU(inplace=True),
+                build_conv_layer(self.conv_cfg, mid, stem_channels, 3,
+                                 stride=1, padding=1, bias=False))
+        else:
+            self.conv1 = build_conv_layer(
+                self.conv_cfg, in_channels, stem_channels, kernel_size=7,
+                stride=2, padding=3, bias=False)
+        self.norm1_name, norm1 = build_norm_layer(
+            self.norm_cfg, stem_channels, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def _make_shortcut(self, in_ch: int, out_ch: int,
+                       stride: int) -> Optional[nn.Module]:
+        if stride == 1 and in_ch == out_ch:
+            return None
+        norm = build_norm_layer(self.norm_cfg, out_ch)[1]
+        if not self.avg_down:
+            conv = build_conv_layer(
+                self.conv_cfg, in_ch, out_ch, 1, stride=stride, bias=False)
+            return nn.Sequential(conv, norm)
+        # v1b/v1d: pool first so the 1x1 conv sees every pixel instead of
+        # skipping 3 of 4. At stride 1 the pool is an identity that keeps index
+        # 0, so every stage has the same key names (downsample.1 / .2).
+        pool = nn.AvgPool2d(
+            stride, stride, ceil_mode=True, count_include_pad=False) \
+            if stride != 1 else nn.Identity()
+        conv = build_conv_layer(self.conv_cfg, in_ch, out_ch, 1, bias=False)
+        return nn.Sequential(pool, conv, norm)
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    def _freeze_stages(self):
+        if self.frozen_stages >= 0:
+            for m in (self.conv1, self.norm1):
+                m.eval()
+                for param in m.parameters():
+                    param.requires_grad = False
+        for i in range(1, self.frozen_stages + 1):
+            m = getattr(self, f'layer{i}')
+            m.eval()
+            for param in m.parameters():
+                param.requires_grad = False
+
+    def init_weights(self):
+        if (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained'):
+            # Any supported weight format, strict by default: mmengine's own
+            # Pretrained init warns on mismatches and trains from random init.
+            from ..converters.loading import load_pretrained_from_init_cfg
+            load_pretrained_from_init_cfg(self, self.init_cfg)
+            self._is_init = True
+            return
+        super().init_weights()
+        if self.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottle2neck):
+                    constant_init(m.norm3, 0)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self

@@ -1,0 +1,103 @@
+"""Named Res2Net variants, declared as data.
+
+Each entry gives the backbone arguments, the parameter count (with a 1000-class
+linear head, counted by ``sum(p.numel() for p in model.parameters())``), the
+multiply-accumulates of convs and linears at 224x224, the reference top-1 and where
+it comes from. The tests build every entry and check params exactly and GMACs within
+1%, and compare outputs with the named timm / MindCV models where given.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+V1B = dict(deep_stem=True, avg_down=True)
+OFFICIAL = 'official Res2Net (Gao et al.) ImageNet-1k'
+SEED = 'MindCV, 8 x Ascend 910 (the seed table)'
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One named architecture.
+
+    Args:
+        name (str): Name used by ``Res2Net(arch=name)`` and ``build_classifier``.
+        backbone (dict): Architecture arguments of :class:`Res2Net`.
+        params (int): Parameters with a 1000-class fc.
+        gmacs (float): Conv + linear GMACs at 224x224 with the fc.
+        top1 (float, optional): Reference ImageNet-1k top-1 (%).
+        top5 (float, optional): Reference top-5 (%).
+        source (str): Where the accuracy comes from.
+        timm (str, optional): The same architecture in timm.
+        mindcv (str, optional): The same architecture in MindCV.
+        mindcv_params (int, optional): Parameter count as MindCV reports it:
+            1000 classes, BN moving statistics included (they are Parameters
+            in MindSpore). MindCV's builder functions default to 1001 classes,
+            its ``create_model`` to 1000.
+    """
+    name: str
+    backbone: Dict = field(default_factory=dict)
+    params: int = 0
+    gmacs: float = 0.
+    top1: Optional[float] = None
+    top5: Optional[float] = None
+    source: str = ''
+    timm: Optional[str] = None
+    mindcv: Optional[str] = None
+    mindcv_params: Optional[int] = None
+
+
+_VARIANTS = (
+    Variant('res2net50_26w_4s', dict(depth=50, base_width=26, scales=4),
+            25_699_120, 4.255, 77.99, 93.85, OFFICIAL, timm='res2net50_26w_4s'),
+    Variant('res2net50_48w_2s', dict(depth=50, base_width=48, scales=2),
+            25_287_304, 4.160, 77.32, None, OFFICIAL, timm='res2net50_48w_2s'),
+    Variant('res2net50_14w_8s', dict(depth=50, base_width=14, scales=8),
+            25_059_816, 4.179, 78.14, 93.85, OFFICIAL, timm='res2net50_14w_8s'),
+    Variant('res2net50_26w_6s', dict(depth=50, base_width=26, scales=6),
+            37_051_448, 6.296, 78.58, None, OFFICIAL, timm='res2net50_26w_6s'),
+    Variant('res2net50_26w_8s', dict(depth=50, base_width=26, scales=8),
+            48_403_776, 8.336, 79.20, 94.36, OFFICIAL, timm='res2net50_26w_8s'),
+    Variant('res2net101_26w_4s', dict(depth=101, base_width=26, scales=4),
+            45_206_688, 8.067, 79.19, 94.44, OFFICIAL,
+            timm='res2net101_26w_4s'),
+    Variant('res2net50_v1b_26w_4s',
+            dict(depth=50, base_width=26, scales=4, **V1B), 25_718_352, 4.495,
+            80.27, None, OFFICIAL, timm='res2net50d'),
+    Variant('res2net101_v1b_26w_4s',
+            dict(depth=101, base_width=26, scales=4, **V1B), 45_225_920, 8.307,
+            81.23, None, OFFICIAL, timm='res2net101d'),
+    Variant('res2net152_v1b_26w_4s',
+            dict(depth=152, base_width=26, scales=4, **V1B), 61_294_480,
+            12.118, None, None, 'no published accuracy'),
+    Variant('res2next50', dict(depth=50, base_width=4, scales=4, groups=8),
+            24_671_464, 4.173, 78.24, None, OFFICIAL, timm='res2next50'),
+    # The seed's four models: the same architectures as their official
+    # counterparts, trained by MindCV with its own recipes.
+    Variant('res2net50', dict(depth=50, base_width=26, scales=4), 25_699_120,
+            4.255, 79.35, 94.64, SEED, timm='res2net50_26w_4s',
+            mindcv='res2net50', mindcv_params=25_758_612),
+    Variant('res2net101', dict(depth=101, base_width=26, scales=4),
+            45_206_688, 8.067, 79.56, 94.70, SEED, timm='res2net101_26w_4s',
+            mindcv='res2net101', mindcv_params=45_325_748),
+    Variant('res2net50_v1b', dict(depth=50, base_width=26, scales=4, **V1B),
+            25_718_352, 4.495, 80.32, 95.09, SEED, timm='res2net50d',
+            mindcv='res2net50_v1b', mindcv_params=25_777_972),
+    Variant('res2net101_v1b', dict(depth=101, base_width=26, scales=4, **V1B),
+            45_225_920, 8.307, 81.14, 95.41, SEED, timm='res2net101d',
+            mindcv='res2net101_v1b', mindcv_params=45_345_108),
+)
+
+VARIANTS: Dict[str, Variant] = {v.name: v for v in _VARIANTS}
+
+
+def get_variant(name: str) -> Variant:
+    """Look a variant up by name, with a helpful error for unknown names."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f'unknown Res2Net variant {name!r}; valid names: '
+                       f'{", ".join(VARIANTS)}') from None
+
+
+def list_variants() -> list:
+    """Names of all declared variants."""
+    return list(VARIANTS)
