@@ -8,6 +8,11 @@ PYTEST_ARGS ?= -n 2
 env:
 	@bash tools/setup_env.sh >/dev/null
 
+demo:
+	@venv=$$(bash tools/setup_env.sh) && cd "$(CURDIR)" && \
+		"$$venv/bin/python" tools/demo/classification.py && \
+		"$$venv/bin/python" tools/demo/detection.py
+
 test:
 	@venv=$$(bash tools/setup_env.sh) && cd "$(CURDIR)" && \
 		"$$venv/bin/python" -m pytest tests $(PYTEST_ARGS)

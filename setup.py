@@ -28,6 +28,7 @@ setup(
     install_requires=read_requirements('requirements/runtime.txt'),
     extras_require={
         'mm': read_requirements('requirements/mminstall.txt'),
+        'demo': read_requirements('requirements/demo.txt'),
         'tests': read_requirements('requirements/tests.txt'),
     },
     license='Apache License 2.0',

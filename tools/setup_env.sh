@@ -67,10 +67,10 @@ else
     say "reusing mmcv wheel from $WHEELHOUSE"
 fi
 
-say "installing mmcv, mmpretrain, mmdet, test requirements and res2net_mm (editable)"
+say "installing mmcv, mmpretrain, mmdet, mmseg, demo and test requirements and res2net_mm (editable)"
 quiet_pip install -q --find-links "$WHEELHOUSE" --only-binary mmcv \
     -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/mminstall.txt" \
-    -r "$ROOT/requirements/tests.txt" -c "$ROOT/requirements/runtime.txt" >&2
+    -r "$ROOT/requirements/demo.txt" -r "$ROOT/requirements/tests.txt" -c "$ROOT/requirements/runtime.txt" >&2
 quiet_pip install -q --no-deps --no-build-isolation -e "$ROOT" >&2
 "$VENV/bin/python" -c "import torch, torchvision, mmcv, mmengine, mmpretrain, mmdet, timm; \
 print('torch', torch.__version__, 'mmcv', mmcv.__version__, 'mmpretrain', mmpretrain.__version__, 'mmdet', mmdet.__version__)" >&2

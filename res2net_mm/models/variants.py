@@ -11,6 +11,8 @@ from typing import Dict, Optional
 
 V1B = dict(deep_stem=True, avg_down=True)
 OFFICIAL = 'official Res2Net (Gao et al.) ImageNet-1k'
+# mmpretrain converted three official models and re-evaluated them (top-5).
+OFFICIAL_MMPRETRAIN = OFFICIAL + '; top-5 from mmpretrain\'s evaluation'
 SEED = 'MindCV, 8 x Ascend 910 (the seed table)'
 
 
@@ -47,17 +49,19 @@ class Variant:
 
 _VARIANTS = (
     Variant('res2net50_26w_4s', dict(depth=50, base_width=26, scales=4),
-            25_699_120, 4.255, 77.99, 93.85, OFFICIAL, timm='res2net50_26w_4s'),
+            25_699_120, 4.255, 77.99, None, OFFICIAL, timm='res2net50_26w_4s'),
     Variant('res2net50_48w_2s', dict(depth=50, base_width=48, scales=2),
             25_287_304, 4.160, 77.32, None, OFFICIAL, timm='res2net50_48w_2s'),
     Variant('res2net50_14w_8s', dict(depth=50, base_width=14, scales=8),
-            25_059_816, 4.179, 78.14, 93.85, OFFICIAL, timm='res2net50_14w_8s'),
+            25_059_816, 4.179, 78.14, 93.85, OFFICIAL_MMPRETRAIN,
+            timm='res2net50_14w_8s'),
     Variant('res2net50_26w_6s', dict(depth=50, base_width=26, scales=6),
             37_051_448, 6.296, 78.58, None, OFFICIAL, timm='res2net50_26w_6s'),
     Variant('res2net50_26w_8s', dict(depth=50, base_width=26, scales=8),
-            48_403_776, 8.336, 79.20, 94.36, OFFICIAL, timm='res2net50_26w_8s'),
+            48_403_776, 8.336, 79.20, 94.36, OFFICIAL_MMPRETRAIN,
+            timm='res2net50_26w_8s'),
     Variant('res2net101_26w_4s', dict(depth=101, base_width=26, scales=4),
-            45_206_688, 8.067, 79.19, 94.44, OFFICIAL,
+            45_206_688, 8.067, 79.19, 94.44, OFFICIAL_MMPRETRAIN,
             timm='res2net101_26w_4s'),
     Variant('res2net50_v1b_26w_4s',
             dict(depth=50, base_width=26, scales=4, **V1B), 25_718_352, 4.495,
@@ -101,3 +105,25 @@ def get_variant(name: str) -> Variant:
 def list_variants() -> list:
     """Names of all declared variants."""
     return list(VARIANTS)
+
+
+def _pct(value: Optional[float]) -> str:
+    return '-' if value is None else f'{value:.2f}'
+
+
+def variants_markdown() -> str:
+    """The variant table as the README shows it (kept in sync by a test)."""
+    rows = [
+        '| name | params (1000 cls) | GMACs @224 | top-1 | top-5 | source '
+        '| same as |',
+        '|---|---:|---:|---:|---:|---|---|',
+    ]
+    for v in VARIANTS.values():
+        twins = ', '.join(f'{lib} `{name}`'
+                          for lib, name in (('timm', v.timm),
+                                            ('MindCV', v.mindcv)) if name)
+        rows.append(
+            f'| `{v.name}` | {v.params:,} | {v.gmacs:.3f} | '
+            f'{_pct(v.top1)} | {_pct(v.top5)} | {v.source} | '
+            f'{twins or "-"} |')
+    return '\n'.join(rows)

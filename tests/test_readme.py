@@ -1,0 +1,26 @@
+"""The README's tables and first commands match the code."""
+from pathlib import Path
+
+from res2net_mm.models.variants import variants_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / 'README.md').read_text()
+
+
+def between(text, name):
+    start, end = f'<!-- {name}:start -->', f'<!-- {name}:end -->'
+    assert start in text and end in text, f'README lacks {start} ... {end}'
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def test_variant_table_is_generated_from_the_code():
+    assert between(README, 'variants') == variants_markdown(), (
+        'README variant table is stale: regenerate it with '
+        '`python tools/misc/variant_table.py`')
+
+
+def test_first_lines_give_the_two_commands():
+    head = '\n'.join(README.splitlines()[:15])
+    assert 'make demo' in head and 'make test' in head
+    ci = (ROOT / '.ci' / 'run').read_text()
+    assert 'make test' in ci
