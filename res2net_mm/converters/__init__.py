@@ -1,4 +1,4 @@
-"""Read, detect, convert and write Res2Net weights of every published format."""
+"""Read, detect, convert and write Res2Net weights of every known format."""
 from .detect import (FormatDetectionError, backbone_kwargs, describe_variant,
                      detect_format, detect_variant, to_native)
 from .errors import CheckpointError, UnsafeCheckpointError, WeightMismatchError
