@@ -6,41 +6,15 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import torch
-from torch import nn
+
+from ..models.utils import assert_close, mindcv_net, randomize  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 # Small but real architectures (every key kind, a fraction of the cost).
 TINY_V1 = dict(depth=26, base_width=4, base_channels=16, stem_channels=16)
 TINY_V1B = dict(TINY_V1, deep_stem=True, avg_down=True)
-
-
-@torch.no_grad()
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random weights and BN statistics, so no tensor is trivially 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    for name, t in sorted(model.state_dict().items()):
-        if not t.is_floating_point():
-            if name.endswith('num_batches_tracked'):
-                t.fill_(int(torch.randint(1, 1000, (1, ), generator=g)))
-            continue
-        if name.endswith('running_var'):
-            t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-        elif name.endswith('running_mean'):
-            t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-        else:
-            fan_in = t[0].numel() if t.dim() > 1 else 1
-            t.copy_(torch.randn(t.shape, generator=g) / fan_in**0.5)
-    return model
-
-
-def assert_close(actual, expected, rtol=1e-6):
-    """Relative to the reference's scale: exact up to float reassociation."""
-    scale = expected.abs().max().clamp_min(1e-12)
-    err = (actual - expected).abs().max() / scale
-    assert err <= rtol, f'max relative error {err:.3g} > {rtol:g}'
 
 
 def assert_same_state(a, b):
@@ -101,24 +75,3 @@ def build_in_scope(scope, cfg):
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope(scope):
         return MODELS.build(cfg)
-
-
-def mindcv_net(ms, name, seed=0):
-    """A MindCV model with random weights and random BN statistics."""
-    from mindcv.models import res2net
-    # The builder itself, whose default head has 1001 classes (MindCV's
-    # create_model would pass num_classes=1000).
-    net = getattr(res2net, name)(pretrained=False)
-    rng = np.random.default_rng(seed)
-    for p in net.get_parameters():
-        shape = p.shape
-        if p.name.endswith('moving_variance'):
-            value = rng.random(shape) + 0.5
-        elif p.name.endswith('moving_mean'):
-            value = rng.standard_normal(shape) * 0.1
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            value = rng.standard_normal(shape) / fan_in**0.5
-        p.set_data(ms.Tensor(value.astype(np.float32)))
-    net.set_train(False)
-    return net

@@ -9,7 +9,7 @@ from res2net_mm.converters.keymaps import (add_prefix, from_mindcv,
                                            from_mmdet, from_mmpretrain,
                                            from_timm, split_classifier)
 
-from .utils import assert_close, randomize
+from .utils import assert_close, mindcv_net, randomize
 
 TIMM_VARIANTS = {v.timm: name for name, v in VARIANTS.items()
                  if v.timm and v.source.startswith('official')}
@@ -97,27 +97,9 @@ def mindspore():
     return ms
 
 
-def mindcv_model(ms, name, seed=0):
-    from mindcv.models import create_model
-    net = create_model(name, pretrained=False)
-    rng = np.random.default_rng(seed)
-    for p in net.get_parameters():
-        shape = p.shape
-        if p.name.endswith('moving_variance'):
-            value = rng.random(shape) + 0.5
-        elif p.name.endswith('moving_mean'):
-            value = rng.standard_normal(shape) * 0.1
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            value = rng.standard_normal(shape) / fan_in**0.5
-        p.set_data(ms.Tensor(value.astype(np.float32)))
-    net.set_train(False)
-    return net
-
-
 @pytest.mark.parametrize('mindcv_name', sorted(MINDCV_NAMES))
 def test_matches_mindcv_logits(mindspore, mindcv_name):
-    net = mindcv_model(mindspore, mindcv_name)
+    net = mindcv_net(mindspore, mindcv_name)
     params = {p.name: torch.from_numpy(p.asnumpy())
               for p in net.get_parameters()}
     num_classes = params['classifier.weight'].shape[0]

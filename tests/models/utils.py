@@ -1,4 +1,5 @@
-"""Helpers shared by the model tests."""
+"""Helpers shared by the test suite (models, converters, downstream)."""
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -13,6 +14,8 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     g = torch.Generator().manual_seed(seed)
     for name, t in sorted(model.state_dict().items()):
         if not t.is_floating_point():
+            if name.endswith('num_batches_tracked'):
+                t.fill_(int(torch.randint(1, 1000, (1, ), generator=g)))
             continue
         if name.endswith('running_var'):
             t.copy_(torch.rand(t.shape, generator=g) + 0.5)
@@ -33,3 +36,27 @@ def assert_close(actual, expected, rtol=1e-6):
     scale = expected.abs().max().clamp_min(1e-12)
     err = (actual - expected).abs().max() / scale
     assert err <= rtol, f'max relative error {err:.3g} > {rtol:g}'
+
+
+def mindcv_net(ms, name, seed=0, num_classes=None):
+    """A MindCV model with random weights and random BN statistics.
+
+    Built with MindCV's builder function, whose default head has 1001 classes
+    (``create_model`` would pass 1000), unless ``num_classes`` is given.
+    """
+    from mindcv.models import res2net
+    kwargs = {} if num_classes is None else dict(num_classes=num_classes)
+    net = getattr(res2net, name)(pretrained=False, **kwargs)
+    rng = np.random.default_rng(seed)
+    for p in net.get_parameters():
+        shape = p.shape
+        if p.name.endswith('moving_variance'):
+            value = rng.random(shape) + 0.5
+        elif p.name.endswith('moving_mean'):
+            value = rng.standard_normal(shape) * 0.1
+        else:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            value = rng.standard_normal(shape) / fan_in**0.5
+        p.set_data(ms.Tensor(value.astype(np.float32)))
+    net.set_train(False)
+    return net
