@@ -4,7 +4,16 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ..registry import MODELS
+from .blres2net import BLRes2Net
+from .dla import Res2NetDLA
 from .res2net import Res2Net
+
+# Backbone classes by ``Variant.model``.
+BACKBONES = {
+    'Res2Net': Res2Net,
+    'Res2NetDLA': Res2NetDLA,
+    'bLRes2Net': BLRes2Net,
+}
 
 
 @MODELS.register_module()
@@ -18,13 +27,19 @@ class Res2NetClassifier(BaseModule):
 
     Args:
         num_classes (int): Classes of the linear head. Defaults to 1000.
-        **backbone_kwargs: Arguments of :class:`Res2Net` (``arch=`` included).
+        model (str): Backbone family: ``'Res2Net'``, ``'Res2NetDLA'`` or
+            ``'bLRes2Net'``. Defaults to ``'Res2Net'``.
+        **backbone_kwargs: Arguments of the backbone (``arch=`` included).
     """
 
-    def __init__(self, num_classes: int = 1000, **backbone_kwargs):
+    def __init__(self, num_classes: int = 1000, model: str = 'Res2Net',
+                 **backbone_kwargs):
         super().__init__()
+        if model not in BACKBONES:
+            raise KeyError(f'unknown backbone family {model!r}; valid: '
+                           f'{", ".join(BACKBONES)}')
         backbone_kwargs.setdefault('out_indices', (-1, ))
-        self.backbone = Res2Net(**backbone_kwargs)
+        self.backbone = BACKBONES[model](**backbone_kwargs)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(self.backbone.out_channels[-1], num_classes)
 
@@ -38,4 +53,7 @@ class Res2NetClassifier(BaseModule):
 def build_classifier(arch: str, num_classes: int = 1000,
                      **overrides) -> Res2NetClassifier:
     """Build a named variant with a linear head, e.g. ``'res2net50_v1b'``."""
-    return Res2NetClassifier(num_classes=num_classes, arch=arch, **overrides)
+    from .variants import get_variant  # late import: variants is plain data
+    return Res2NetClassifier(num_classes=num_classes,
+                             model=get_variant(arch).model, arch=arch,
+                             **overrides)

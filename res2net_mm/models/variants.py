@@ -14,6 +14,8 @@ OFFICIAL = 'official Res2Net (Gao et al.) ImageNet-1k'
 # mmpretrain converted three official models and re-evaluated them (top-5).
 OFFICIAL_MMPRETRAIN = OFFICIAL + '; top-5 from mmpretrain\'s evaluation'
 SEED = 'MindCV, 8 x Ascend 910 (the seed table)'
+PAPER = ('Res2Net paper (Gao et al., TPAMI 2021) Table 1, authors\' training; '
+         'no public weights')
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class Variant:
             1000 classes, BN moving statistics included (they are Parameters
             in MindSpore). MindCV's builder functions default to 1001 classes,
             its ``create_model`` to 1000.
+        model (str): Backbone family: ``'Res2Net'`` (:class:`Res2Net`),
+            ``'Res2NetDLA'`` (:class:`~res2net_mm.models.dla.Res2NetDLA`) or
+            ``'bLRes2Net'`` (:class:`~res2net_mm.models.blres2net.BLRes2Net`).
+            Only ``'Res2Net'`` entries are valid ``Res2Net(arch=...)``.
     """
     name: str
     backbone: Dict = field(default_factory=dict)
@@ -45,6 +51,7 @@ class Variant:
     timm: Optional[str] = None
     mindcv: Optional[str] = None
     mindcv_params: Optional[int] = None
+    model: str = 'Res2Net'
 
 
 _VARIANTS = (
@@ -88,6 +95,29 @@ _VARIANTS = (
     Variant('res2net101_v1b', dict(depth=101, base_width=26, scales=4, **V1B),
             45_225_920, 8.307, 81.14, 95.41, SEED, timm='res2net101d',
             mindcv='res2net101_v1b', mindcv_params=45_345_108),
+    # The other models of the paper's Table 1 (top-1 = 100 - its error).
+    # SE-Res2Net-50: SE (ratio 16, biased 1x1 convs) after the last norm of
+    # every block; 2,530,992 parameters more than Res2Net-50, exactly what
+    # SE adds to ResNet-50 in SENet-50 (timm seresnet50). No public weights.
+    Variant('se_res2net50', dict(depth=50, base_width=26, scales=4,
+                                 se_ratio=16),
+            28_230_112, 4.258, 78.44, 94.06, PAPER),
+    # Res2Net-DLA-60 / Res2NeXt-DLA-60 (= timm dla60_res2net /
+    # dla60_res2next, see models/dla.py TIMM_NAMES; not in the ``timm``
+    # field, which names Res2Net-layout models). The official checkpoints
+    # carry 297,472 more parameters (21,145,544 / 17,330,456) and 0.077
+    # GMACs (4.200 / 3.536) in project convs whose output is never used.
+    # No ``depth`` key: 60 is the class default, and keeping the key out
+    # stops the Res2Net weight detector from listing these names.
+    Variant('res2net_dla60', dict(scales=4, base_width=28), 20_848_072,
+            4.123, 78.47, 94.20, OFFICIAL, model='Res2NetDLA'),
+    Variant('res2next_dla60', dict(scales=4, base_width=4, groups=8),
+            17_032_984, 3.459, 78.45, 94.14, OFFICIAL, model='Res2NetDLA'),
+    # bLRes2Net-50: bLResNet-50 (alpha 2, beta 4) with 26w x 4s Res2Net
+    # blocks (models/blres2net.py); no public code or weights. Its skeleton
+    # with plain bottlenecks gives bLResNet-50's published 2.85 GFLOPs.
+    Variant('blres2net50', dict(scales=4, base_width=26), 26_845_561, 2.994,
+            78.32, 94.00, PAPER, model='bLRes2Net'),
 )
 
 VARIANTS: Dict[str, Variant] = {v.name: v for v in _VARIANTS}
@@ -127,3 +157,17 @@ def variants_markdown() -> str:
             f'{_pct(v.top1)} | {_pct(v.top5)} | {v.source} | '
             f'{twins or "-"} |')
     return '\n'.join(rows)
+
+
+def family_backbone(arch: str, model: str) -> Dict:
+    """Backbone arguments of the named variant ``arch`` of family ``model``.
+
+    Raises:
+        ValueError: When ``arch`` names a variant of another family.
+    """
+    variant = get_variant(arch)
+    if variant.model != model:
+        names = [n for n, v in VARIANTS.items() if v.model == model]
+        raise ValueError(f'{arch!r} is a {variant.model} variant, not a '
+                         f'{model}; valid names: {", ".join(names)}')
+    return dict(variant.backbone)
