@@ -110,9 +110,11 @@ _VARIANTS = (
     # No ``depth`` key: 60 is the class default, and keeping the key out
     # stops the Res2Net weight detector from listing these names.
     Variant('res2net_dla60', dict(scales=4, base_width=28), 20_848_072,
-            4.123, 78.47, 94.20, OFFICIAL, model='Res2NetDLA'),
+            4.123, 78.47, 94.20, OFFICIAL, timm='dla60_res2net',
+            model='Res2NetDLA'),
     Variant('res2next_dla60', dict(scales=4, base_width=4, groups=8),
-            17_032_984, 3.459, 78.45, 94.14, OFFICIAL, model='Res2NetDLA'),
+            17_032_984, 3.459, 78.45, 94.14, OFFICIAL, timm='dla60_res2next',
+            model='Res2NetDLA'),
     # bLRes2Net-50: bLResNet-50 (alpha 2, beta 4) with 26w x 4s Res2Net
     # blocks (models/blres2net.py); no public code or weights. Its skeleton
     # with plain bottlenecks gives bLResNet-50's published 2.85 GFLOPs.

@@ -11,8 +11,10 @@ from res2net_mm.converters.keymaps import (add_prefix, from_mindcv,
 
 from .utils import assert_close, mindcv_net, randomize
 
+# Res2Net-family twins; the DLA twins are compared in test_dla.py.
 TIMM_VARIANTS = {v.timm: name for name, v in VARIANTS.items()
-                 if v.timm and v.source.startswith('official')}
+                 if v.timm and v.model == 'Res2Net'
+                 and v.source.startswith('official')}
 
 
 def load_native(classifier, native):
