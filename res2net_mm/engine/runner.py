@@ -1,0 +1,87 @@
+"""Building an mmengine Runner for any OpenMMLab 2.x config (mmpretrain, mmdet)."""
+import importlib
+
+from .checkpoint import allow_training_checkpoints
+from .dist import setup_cpu_distributed
+
+# Codebases whose ``utils.register_all_modules`` the tools know how to call.
+KNOWN_SCOPES = ('mmpretrain', 'mmdet')
+
+
+def register_scope_modules(cfg) -> str:
+    """Register the modules of the codebase named by ``cfg.default_scope``.
+
+    Args:
+        cfg (mmengine.Config): A config with ``default_scope`` (``'mmpretrain'``
+            or ``'mmdet'``).
+
+    Returns:
+        str: The scope.
+    """
+    scope = cfg.get('default_scope')
+    if scope is None:
+        raise ValueError(
+            f'the config {cfg.filename} has no `default_scope`: set '
+            f"default_scope='mmpretrain' (classification) or "
+            f"default_scope='mmdet' (detection), usually by inheriting the "
+            'default_runtime base config')
+    try:
+        utils = importlib.import_module(f'{scope}.utils')
+        register_all_modules = utils.register_all_modules
+    except (ImportError, AttributeError) as e:
+        raise ImportError(
+            f'default_scope={scope!r} of {cfg.filename} needs the package '
+            f'{scope} with {scope}.utils.register_all_modules; known scopes: '
+            f'{", ".join(KNOWN_SCOPES)}. Is it installed? ({e})') from e
+    # The Runner sets the default scope itself (from cfg.default_scope).
+    register_all_modules(init_default_scope=False)
+    # The project's own registries (backbone, training loop) must exist before
+    # the Runner looks up ``res2net_mm.*`` types.
+    importlib.import_module('res2net_mm')
+    importlib.import_module('res2net_mm.engine')
+    return scope
+
+
+def apply_dataloader_defaults(cfg) -> None:
+    """Dataloader defaults of the codebase's own tools.
+
+    mmpretrain's ``tools/train.py`` and ``tools/test.py`` batch with
+    ``default_collate`` (its test-time augmentation relies on it), pin memory
+    and keep workers alive between epochs; the config's own keys win.
+    """
+    if cfg.get('default_scope') != 'mmpretrain':
+        return
+    import torch
+    for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(field)
+        if loader is None:
+            continue
+        loader.setdefault('collate_fn', dict(type='default_collate'))
+        loader.setdefault('pin_memory', torch.cuda.is_available())
+        # persistent workers need workers (DataLoader refuses otherwise)
+        loader.setdefault('persistent_workers',
+                          loader.get('num_workers', 0) > 0)
+
+
+def build_runner(cfg, launcher: str = 'none'):
+    """Register modules, prepare CPU distributed training and build the Runner.
+
+    Args:
+        cfg (mmengine.Config): The full config (``launcher`` is set here).
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+
+    Returns:
+        mmengine.runner.Runner: Built with ``Runner.from_cfg`` or, if the config
+        names a ``runner_type``, from the RUNNERS registry.
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    allow_training_checkpoints()
+    register_scope_modules(cfg)
+    apply_dataloader_defaults(cfg)
+    cfg.launcher = launcher
+    setup_cpu_distributed(cfg, launcher)
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
