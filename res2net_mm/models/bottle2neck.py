@@ -3,11 +3,13 @@ import math
 from typing import List, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer, build_plugin_layer
 from mmengine.model import BaseModule
 from torch import nn
 
+from ..deploy.ops import conv_act
 from .layers import DropPath, SELayer
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
@@ -65,6 +67,24 @@ class Bottle2neck(BaseModule):
         drop_path_rate (float): Stochastic depth rate of the residual branch.
         with_cp (bool): Trade compute for memory with activation checkpointing.
         init_cfg (dict, optional): Initialization config.
+
+    Fast paths (same values as the plain per-split path; see
+    ``tests/models/test_fast_paths.py``):
+
+    - In a stage block the ``scales - 1`` 3x3 convs read disjoint splits, so
+      they run as ONE grouped conv (``groups * (scales - 1)`` groups) whose
+      weight is the concatenation of ``convs[i].weight``, followed by ONE batch
+      norm over the concatenated ``bns[i]`` parameters and statistics (BN is
+      per channel, so this is the same computation, in training too; the
+      updated running statistics are written back to each ``bns[i]``). The
+      modules and the state dict stay per split, so every checkpoint format
+      loads unchanged. It applies to plain ``nn.Conv2d`` / ``nn.BatchNorm2d``
+      (not DCN, SyncBN, GN or ``momentum=None``); set ``fast_path=False`` to
+      force the per-split path.
+    - After :meth:`switch_to_deploy` every BN is folded into its conv, the
+      stage convs are one grouped conv, and on CPU the conv, bias, residual
+      addition and ReLU run as one oneDNN kernel (see
+      :mod:`res2net_mm.deploy.ops`).
     """
     expansion = 4
 
@@ -99,6 +119,9 @@ class Bottle2neck(BaseModule):
         self.scales = scales
         self.stage_block = stage_block
         self.with_cp = with_cp
+        # Run the stage block's split convs as one grouped conv when possible.
+        self.fast_path = True
+        self.deploy = False
         self.width = width = split_width(planes, base_width, groups,
                                           base_channels)
         if width < 1:
@@ -192,7 +215,94 @@ class Bottle2neck(BaseModule):
             x = getattr(self, name)(x)
         return x
 
+    def _conv_norm_act(self, x: torch.Tensor, conv: nn.Module,
+                       norm: nn.Module, act: bool = True) -> torch.Tensor:
+        if isinstance(norm, nn.Identity):  # folded into the conv's bias
+            return conv_act(x, conv, relu=act)
+        out = norm(conv(x))
+        return self.relu(out) if act else out
+
+    def _can_group_stage(self) -> bool:
+        """Whether the stage block's split convs may run as one grouped conv.
+
+        Checked at every call (a few attribute reads), because models are
+        converted after construction (e.g. ``convert_sync_batchnorm``).
+        """
+        if not (self.stage_block and self.fast_path) or self.with_dcn:
+            return False
+        if self.deploy:
+            return len(self.convs) == 1 and isinstance(self.bns[0],
+                                                       nn.Identity)
+        if _has_hooks(self.convs) or _has_hooks(self.bns):
+            # Hook-based tools (MAC counters, feature probes) expect every
+            # split's modules to run.
+            return False
+        conv0, bn0 = self.convs[0], self.bns[0]
+        for conv in self.convs:
+            if type(conv) is not nn.Conv2d or conv.padding_mode != 'zeros':
+                return False
+        for bn in self.bns:
+            # Exactly BatchNorm2d: SyncBN must stay per split (its statistics
+            # are reduced across processes by its own forward).
+            if type(bn) is not nn.BatchNorm2d or bn.momentum is None:
+                return False
+            if (bn.training != bn0.training or bn.eps != bn0.eps
+                    or bn.momentum != bn0.momentum or bn.affine != bn0.affine
+                    or bn.track_running_stats != bn0.track_running_stats):
+                return False
+        return conv0.bias is None or all(c.bias is not None
+                                         for c in self.convs)
+
+    def _grouped_stage_convs(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``scales - 1`` split convs + BNs + ReLU of a stage block at once.
+
+        ``torch.cat`` of the small per-split weights is cheap next to the
+        activations and keeps the per-split parameters the only ones (the
+        optimizer, the state dict and every converter see them unchanged);
+        autograd splits the gradient back to each of them.
+        """
+        conv0, bn0 = self.convs[0], self.bns[0]
+        n = self.scales - 1
+        weight = torch.cat([c.weight for c in self.convs])
+        bias = None if conv0.bias is None else torch.cat(
+            [c.bias for c in self.convs])
+        out = F.conv2d(x, weight, bias, conv0.stride, conv0.padding,
+                       conv0.dilation, conv0.groups * n)
+        tracking = bn0.track_running_stats
+        if tracking:
+            mean = torch.cat([bn.running_mean for bn in self.bns])
+            var = torch.cat([bn.running_var for bn in self.bns])
+        else:
+            mean = var = None
+        affine_w = torch.cat([bn.weight for bn in self.bns]) \
+            if bn0.affine else None
+        affine_b = torch.cat([bn.bias for bn in self.bns]) \
+            if bn0.affine else None
+        use_batch_stats = bn0.training or not tracking
+        out = F.batch_norm(out, mean, var, affine_w, affine_b,
+                           use_batch_stats, bn0.momentum, bn0.eps)
+        if bn0.training and tracking:
+            # F.batch_norm updated the concatenated copies; hand each split's
+            # slice back to its own BN, as its own forward would have.
+            with torch.no_grad():
+                for i, bn in enumerate(self.bns):
+                    sl = slice(i * self.width, (i + 1) * self.width)
+                    bn.running_mean.copy_(mean[sl])
+                    bn.running_var.copy_(var[sl])
+                    bn.num_batches_tracked.add_(1)
+        return self.relu(out)
+
     def _multi_scale(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.scales - 1
+        if self._can_group_stage():
+            head = x[:, :n * self.width]
+            if self.deploy:
+                out = conv_act(head, self.convs[0], relu=True)
+            else:
+                out = self._grouped_stage_convs(head)
+            last = x[:, n * self.width:]
+            return torch.cat([out, self.pool(last) if self.pool is not None
+                              else last], dim=1)
         splits = torch.split(x, self.width, dim=1)
         outs: List[torch.Tensor] = []
         sp = splits[0]
@@ -203,7 +313,7 @@ class Bottle2neck(BaseModule):
                 sp = splits[i] if self.stage_block else sp + splits[i]
             if self.with_dcn:
                 sp = sp.contiguous()  # mmcv's deformable conv needs it
-            sp = self.relu(bn(conv(sp)))
+            sp = self._conv_norm_act(sp, conv, bn)
             outs.append(sp)
         last = splits[-1]
         outs.append(self.pool(last) if self.pool is not None else last)
@@ -211,20 +321,78 @@ class Bottle2neck(BaseModule):
         return torch.cat(outs, dim=1)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
+        """The block without its final ReLU (``branch + shortcut``)."""
+        out = self._conv_norm_act(x, self.conv1, self.norm1)
         out = self._plugins(out, 'after_conv1')
         out = self._multi_scale(out)
         out = self._plugins(out, 'after_conv2')
-        out = self.norm3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        if (isinstance(self.norm3, nn.Identity)
+                and not self.plugin_names['after_conv3']
+                and self.se is None
+                and (not self.training or isinstance(self.drop_path,
+                                                     nn.Identity))):
+            # conv3 + bias + shortcut + ReLU as one kernel where available.
+            return conv_act(out, self.conv3, relu=True, residual=identity)
+        out = self._conv_norm_act(out, self.conv3, self.norm3, act=False)
         out = self._plugins(out, 'after_conv3')
         if self.se is not None:
             out = self.se(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.drop_path(out) + identity
+        return self.relu(self.drop_path(out) + identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
-            out = cp.checkpoint(self._residual, x, use_reentrant=False)
-        else:
-            out = self._residual(x)
-        return self.relu(out)
+            return cp.checkpoint(self._residual, x, use_reentrant=False)
+        return self._residual(x)
+
+    def switch_to_deploy(self) -> None:
+        """Fold every BN of the block into its conv, for inference.
+
+        ``conv1``, the split convs (one grouped conv in a stage block),
+        ``conv3`` and the shortcut conv get the BN's scale in their weights and
+        its shift as their bias; the BNs become ``nn.Identity``. Outputs equal
+        the eval-mode outputs up to float rounding. Pairs that cannot be
+        folded (deformable convs, GN, BN without running statistics) stay as
+        they are. The state dict changes (biases appear, BN entries go):
+        deploy models are for inference and export, not for saving as
+        training checkpoints. Calling it twice does nothing the second time.
+        """
+        from ..deploy.fuse import fold_pair, group_convs  # late: no cycle
+        if self.deploy:
+            return
+        grouped = self._can_group_stage()
+        conv1, norm1 = fold_pair(self.conv1, self.norm1)
+        self.conv1 = conv1
+        self.add_module(self.norm1_name, norm1)
+        pairs = [fold_pair(c, b) for c, b in zip(self.convs, self.bns)]
+        if grouped and all(isinstance(b, nn.Identity) for _, b in pairs):
+            pairs = [(group_convs([c for c, _ in pairs]), nn.Identity())]
+        self.convs = nn.ModuleList(c for c, _ in pairs)
+        self.bns = nn.ModuleList(b for _, b in pairs)
+        conv3, norm3 = fold_pair(self.conv3, self.norm3)
+        self.conv3 = conv3
+        self.add_module(self.norm3_name, norm3)
+        if self.downsample is not None:
+            self.downsample = _fold_shortcut(self.downsample)
+        self.deploy = True
+
+
+def _has_hooks(modules: nn.ModuleList) -> bool:
+    from torch.nn.modules import module as _module
+    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def _fold_shortcut(shortcut: nn.Module) -> nn.Module:
+    """Fold the BN that follows the conv of a ``Sequential`` shortcut."""
+    from ..deploy.fuse import fold_pair
+    if not isinstance(shortcut, nn.Sequential):
+        return shortcut
+    layers = list(shortcut)
+    for i in range(len(layers) - 1):
+        if isinstance(layers[i], nn.Conv2d) and isinstance(
+                layers[i + 1], nn.modules.batchnorm._BatchNorm):
+            layers[i], layers[i + 1] = fold_pair(layers[i], layers[i + 1])
+    # Same indices as before (downsample.0/.1/.2 keep their meaning).
+    return nn.Sequential(*layers)

@@ -8,6 +8,7 @@ from mmengine.model.weight_init import constant_init
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..deploy.ops import conv_act
 from ..registry import MODELS
 from .bottle2neck import PLUGIN_POSITIONS, Bottle2neck
 
@@ -159,6 +160,7 @@ class Res2Net(BaseModule):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.zero_init_residual = zero_init_residual
+        self.deploy = False
 
         self._make_stem(in_channels, stem_channels)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -338,8 +340,43 @@ class Res2Net(BaseModule):
                 if isinstance(m, Bottle2neck):
                     constant_init(m.norm3, 0)
 
+    def switch_to_deploy(self) -> 'Res2Net':
+        """Fold every BN into its conv for inference (see
+        :meth:`Bottle2neck.switch_to_deploy`): the stem's, then each block's.
+
+        Outputs equal the eval-mode outputs up to float rounding. The state
+        dict changes (deploy models are for inference and export). Calling it
+        twice does nothing the second time.
+
+        Returns:
+            Res2Net: ``self``.
+        """
+        from ..deploy.fuse import fold_pair  # late: avoids an import cycle
+        if self.deploy:
+            return self
+        if self.deep_stem:
+            stem = list(self.conv1)
+            for i in (0, 3):
+                stem[i], stem[i + 1] = fold_pair(stem[i], stem[i + 1])
+            stem[6], norm1 = fold_pair(stem[6], self.norm1)
+            self.conv1 = nn.Sequential(*stem)
+        else:
+            self.conv1, norm1 = fold_pair(self.conv1, self.norm1)
+        self.add_module(self.norm1_name, norm1)
+        for m in self.modules():
+            if isinstance(m, Bottle2neck):
+                m.switch_to_deploy()
+        self.deploy = True
+        return self
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.conv1, nn.Conv2d) and isinstance(
+                self.norm1, nn.Identity):
+            return conv_act(x, self.conv1)  # deploy: conv + bias + ReLU
+        return self.relu(self.norm1(self.conv1(x)))
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self.maxpool(self.relu(self.norm1(self.conv1(x))))
+        x = self.maxpool(self._stem(x))
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)

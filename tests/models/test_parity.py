@@ -56,7 +56,9 @@ def test_matches_mmpretrain_every_stage(arch):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(ours(x), theirs(x), strict=True):
-            assert_close(a, b, rtol=1e-6)
+            # 2e-6: our stage blocks run their split convs as one grouped
+            # conv (another oneDNN accumulation order), 33 blocks deep at 101.
+            assert_close(a, b, rtol=2e-6)
 
 
 MMDET_CASES = [
