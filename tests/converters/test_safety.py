@@ -85,7 +85,16 @@ def mmengine_training_checkpoint(tmp_path):
         message_hub=hub.state_dict())
     from mmengine.runner import save_checkpoint
     path = tmp_path / 'epoch_3.pth'
-    save_checkpoint(ckpt, str(path))
+    # The project's tools register a data-only pickler for HistoryBuffer
+    # (res2net_mm.engine.checkpoint) for the whole process; a test that ran
+    # them earlier in this worker must not turn this into the safe form.
+    import copyreg
+    reducer = copyreg.dispatch_table.pop(HistoryBuffer, None)
+    try:
+        save_checkpoint(ckpt, str(path))
+    finally:
+        if reducer is not None:
+            copyreg.dispatch_table[HistoryBuffer] = reducer
     return path, model
 
 

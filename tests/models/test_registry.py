@@ -15,7 +15,14 @@ TINY_CFG = dict(type='res2net_mm.Res2Net', depth=26, base_width=4,
 def test_own_registry():
     assert MODELS.scope == 'res2net_mm'
     assert MODELS.parent.scope == 'mmengine'
-    assert isinstance(MODELS.build(dict(TINY_CFG, type='Res2Net')), Res2Net)
+    # mmengine builds from the *current default scope's* registry, so a bare
+    # 'Res2Net' needs our scope active (another test may have left mmdet's)
+    with DefaultScope.overwrite_default_scope('res2net_mm'):
+        assert isinstance(MODELS.build(dict(TINY_CFG, type='Res2Net')),
+                          Res2Net)
+    # the scoped name works whatever the default scope is
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        assert isinstance(MODELS.build(TINY_CFG), Res2Net)
 
 
 @pytest.mark.parametrize('toolbox', ['mmpretrain', 'mmdet'])

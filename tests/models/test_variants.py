@@ -28,7 +28,8 @@ def test_table_entry_is_complete(name):
 
 def test_build_by_name_from_python_and_config():
     direct = Res2Net(arch='res2net101_v1b')
-    from_cfg = MODELS.build(dict(type='Res2Net', arch='res2net101_v1b'))
+    from_cfg = MODELS.build(dict(type='res2net_mm.Res2Net',
+                                 arch='res2net101_v1b'))
     for model in (direct, from_cfg):
         assert model.depth == 101 and model.deep_stem and model.avg_down
     assert count_params(direct) == count_params(from_cfg) == \
