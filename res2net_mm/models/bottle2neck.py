@@ -66,6 +66,7 @@ class Bottle2neck(BaseModule):
             the last norm with this reduction ratio. Defaults to None.
         drop_path_rate (float): Stochastic depth rate of the residual branch.
         with_cp (bool): Trade compute for memory with activation checkpointing.
+        fast_path (bool): Allow the grouped stage conv below. Defaults to True.
         init_cfg (dict, optional): Initialization config.
 
     Fast paths (same values as the plain per-split path; see
@@ -107,6 +108,7 @@ class Bottle2neck(BaseModule):
                  se_ratio: Optional[int] = None,
                  drop_path_rate: float = 0.,
                  with_cp: bool = False,
+                 fast_path: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if scales < 2:
@@ -120,7 +122,7 @@ class Bottle2neck(BaseModule):
         self.stage_block = stage_block
         self.with_cp = with_cp
         # Run the stage block's split convs as one grouped conv when possible.
-        self.fast_path = True
+        self.fast_path = fast_path
         self.deploy = False
         self.width = width = split_width(planes, base_width, groups,
                                           base_channels)

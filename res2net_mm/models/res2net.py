@@ -37,8 +37,9 @@ ARCH_DEFAULTS = dict(
 def _resolve_arch(arch: Optional[str], explicit: Dict) -> Dict:
     settings = dict(ARCH_DEFAULTS)
     if arch is not None:
-        from .variants import get_variant  # late import: variants imports us
-        settings.update(get_variant(arch).backbone)
+        # late import: variants imports us; DLA / bL names are refused here
+        from .variants import family_backbone
+        settings.update(family_backbone(arch, 'Res2Net'))
     settings.update({k: v for k, v in explicit.items() if v is not None})
     return settings
 
@@ -91,6 +92,11 @@ class Res2Net(BaseModule):
         drop_path_rate (float): Stochastic depth rate, rising linearly from 0
             at the first block to this value at the last.
         with_cp (bool): Activation checkpointing in every block.
+        fast_path (bool): Run each stage block's independent split convs as
+            one grouped conv with one BN. The same function, but float sums
+            run in another order (about 1e-6 relative); False gives results
+            bit-identical to per-split implementations such as mmdet's.
+            Defaults to True.
         zero_init_residual (bool): Zero the last norm of every block at init,
             so each residual branch starts as zero. Defaults to True.
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -124,6 +130,7 @@ class Res2Net(BaseModule):
                  plugins: Optional[Sequence[dict]] = None,
                  drop_path_rate: float = 0.,
                  with_cp: bool = False,
+                 fast_path: bool = True,
                  zero_init_residual: bool = True,
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
@@ -203,7 +210,8 @@ class Res2Net(BaseModule):
                         plugins=stage_plugins,
                         se_ratio=self.se_ratio,
                         drop_path_rate=rate,
-                        with_cp=with_cp))
+                        with_cp=with_cp,
+                        fast_path=fast_path))
                 in_ch = planes * Bottle2neck.expansion
                 block_index += 1
             name = f'layer{i + 1}'
@@ -335,6 +343,11 @@ class Res2Net(BaseModule):
             self._is_init = True
             return
         super().init_weights()
+        # Kaiming above also hit the deformable convs' offset convs, which
+        # must start at zero (a DCN then starts as a plain conv).
+        for m in self.modules():
+            if hasattr(m, 'conv_offset'):
+                constant_init(m.conv_offset, 0)
         if self.zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottle2neck):

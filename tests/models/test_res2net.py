@@ -102,6 +102,14 @@ def test_norm_eval():
     assert all(bn.training for bn in batchnorms(model))
 
 
+def test_fast_path_argument_reaches_every_block():
+    blocks = [m for m in tiny(fast_path=False).modules()
+              if isinstance(m, Bottle2neck)]
+    assert blocks and not any(b.fast_path for b in blocks)
+    assert all(b.fast_path for b in tiny().modules()
+               if isinstance(b, Bottle2neck))
+
+
 def test_with_cp_same_outputs_and_grads():
     ref = randomize(tiny(out_indices=(0, 1, 2, 3)))
     ckp = tiny(out_indices=(0, 1, 2, 3), with_cp=True)
@@ -198,7 +206,13 @@ def test_dcn_forward_backward(dcn_type):
         else ModulatedDeformConv2dPack
     assert isinstance(model.layer2[0].convs[0], kind)
     assert isinstance(model.layer1[0].convs[0], nn.Conv2d)
+    model.layer2[0].convs[0].conv_offset.weight.data.normal_()
     model.init_weights()
+    # Kaiming init must leave the offsets at zero: a DCN starts as a conv
+    offsets = [m.conv_offset for m in model.modules()
+               if hasattr(m, 'conv_offset')]
+    assert len(offsets) == 3 * 6  # (scales - 1) convs in 6 blocks (depth 26)
+    assert all(torch.count_nonzero(o.weight) == 0 for o in offsets)
     # mmcv's CPU deformable conv needs maps at least as large as the kernel
     out = model(torch.rand(2, 3, 128, 128))[-1]
     out.sum().backward()
@@ -256,6 +270,7 @@ def test_arch_sets_defaults_and_explicit_args_win():
     (dict(num_stages=5), 'num_stages must be 1 to 4'),
     (dict(drop_path_rate=1.0), 'drop_path_rate'),
     (dict(arch='res2net99'), 'unknown Res2Net variant.*res2net50_26w_4s'),
+    (dict(arch='res2net_dla60'), "'res2net_dla60' is a Res2NetDLA variant"),
     (dict(plugins=[dict(cfg=dict(type='ContextBlock', ratio=0.25),
                         position='after_conv4')]),
      "plugin position.*'after_conv1', 'after_conv2', 'after_conv3'"),

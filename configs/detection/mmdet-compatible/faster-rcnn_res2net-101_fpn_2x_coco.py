@@ -1,6 +1,6 @@
 # mmdet's published Faster R-CNN 2x, box AP 43.0, with
 # res2net_mm's backbone in the mmdet-compatible mode: mmdet's checkpoint of this
-# detector loads into it and gives mmdet's outputs exactly.
+# detector loads into it and gives mmdet's outputs exactly (bit for bit).
 #
 # ``stage_pool='strided'`` reproduces mmdet 3.3.0's Bottle2neck, which skips the
 # pool of the last split where the stride is 1 (layer1's first block); mmdet
@@ -15,6 +15,8 @@ model = dict(
         type='res2net_mm.Res2Net',
         arch='res2net101_v1b_26w_4s',
         stage_pool='strided',
+        # per-split convs, as mmdet runs them: outputs bit-identical to mmdet's
+        fast_path=False,
         out_indices=(0, 1, 2, 3),
         frozen_stages=1,
         norm_cfg=dict(type='BN', requires_grad=True),
