@@ -147,6 +147,18 @@ def to_mmdet(state: Mapping, with_prefix: bool = False) -> Dict:
     return add_prefix(out, 'backbone.') if with_prefix else out
 
 
+def native_stem_names(keys) -> Dict[str, str]:
+    """Old -> native names for mmdet / mmpretrain deep-stem keys in ``keys``.
+
+    Other keys are left out. mmpretrain's stem keys carry ``.conv.``/``.bn.``,
+    mmdet's a bare index.
+    """
+    stem = [k for k in keys if k.startswith('stem.')]
+    rules = _MMPRETRAIN_STEM if any(
+        re.match(r'^stem\.\d+\.(conv|bn)\.', k) for k in stem) else _MMDET_STEM
+    return {k: v for k, v in zip(stem, rename(dict.fromkeys(stem), rules))}
+
+
 # ---- MindCV ----------------------------------------------------------------
 def from_mindcv(state: Mapping) -> Dict:
     """MindCV (MindSpore) parameter names -> native.

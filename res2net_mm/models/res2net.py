@@ -333,6 +333,19 @@ class Res2Net(BaseModule):
             for param in m.parameters():
                 param.requires_grad = False
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # mmdet's and mmpretrain's deep stems name their layers ``stem.N``;
+        # rename them in place so their files (e.g. a published mmdet detector
+        # given to ``load_from=``) load here directly instead of being skipped
+        # by a non-strict load with a warning.
+        if self.deep_stem:
+            from ..converters.keymaps import native_stem_names
+            local = [k[len(prefix):] for k in state_dict
+                     if k.startswith(prefix + 'stem.')]
+            for old, new in native_stem_names(local).items():
+                state_dict[prefix + new] = state_dict.pop(prefix + old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def init_weights(self):
         if (isinstance(self.init_cfg, dict)
                 and self.init_cfg.get('type') == 'Pretrained'):

@@ -16,13 +16,12 @@ import os.path as osp
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import CheckpointLoader, save_checkpoint
+from mmengine.runner import save_checkpoint
 from mmengine.runner.checkpoint import weights_to_cpu
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from res2net_mm.models import Bottle2neck
 
-from res2net_mm.converters.keymaps import from_mmdet
 
 from .utils import COMPAT_CONFIGS, config_id, mmdet_config_path
 
@@ -62,14 +61,11 @@ def _randomize(model, seed=0):
 
 
 def _load_mmdet_detector_checkpoint(model, path):
-    """Load a whole mmdet detector checkpoint, converting its backbone keys."""
-    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    state = ckpt['state_dict']
-    backbone = {k: v for k, v in state.items() if k.startswith('backbone.')}
-    rest = {k: v for k, v in state.items() if not k.startswith('backbone.')}
-    native = {'backbone.' + k: v for k, v in from_mmdet(backbone).items()}
-    assert len(native) == len(backbone)
-    model.load_state_dict({**rest, **native}, strict=True)
+    """Load a whole mmdet detector checkpoint as ``load_from=`` does (mmengine's
+    ``load_checkpoint``), strictly: the backbone renames mmdet's ``stem.N``
+    keys itself."""
+    from mmengine.runner import load_checkpoint
+    load_checkpoint(model, str(path), map_location='cpu', strict=True)
 
 
 def _batch(seed=1, size=128):
