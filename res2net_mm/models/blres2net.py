@@ -21,12 +21,11 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS
+from .base import FreezableBackbone
 from .bottle2neck import Bottle2neck
 from .variants import family_backbone
 
@@ -120,7 +119,7 @@ class BLModule(nn.Module):
 
 
 @MODELS.register_module()
-class BLRes2Net(BaseModule):
+class BLRes2Net(FreezableBackbone):
     """bLRes2Net backbone (Big-Little Net with Res2Net blocks).
 
     Stages: ``layer1`` to ``layer3`` are bL-modules, ``layer4`` a plain Res2Net
@@ -327,12 +326,3 @@ class BLRes2Net(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self

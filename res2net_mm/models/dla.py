@@ -14,11 +14,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS
+from .base import FreezableBackbone
 from .variants import family_backbone
 
 # Levels (blocks per aggregation tree) and channels of each of the 6 levels,
@@ -192,7 +191,7 @@ class DLATree(nn.Module):
 
 
 @MODELS.register_module()
-class Res2NetDLA(BaseModule):
+class Res2NetDLA(FreezableBackbone):
     """Res2Net-DLA / Res2NeXt-DLA backbone.
 
     Six levels: ``level0`` (stride 1), ``level1`` (2) are plain 3x3 conv
@@ -334,15 +333,6 @@ class Res2NetDLA(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
 
 
 # ---- weights ----------------------------------------------------------------

@@ -3,13 +3,12 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..deploy.ops import conv_act
 from ..registry import MODELS
+from .base import FreezableBackbone
 from .bottle2neck import PLUGIN_POSITIONS, Bottle2neck
 
 STAGE_BLOCKS = {
@@ -45,7 +44,7 @@ def _resolve_arch(arch: Optional[str], explicit: Dict) -> Dict:
 
 
 @MODELS.register_module()
-class Res2Net(BaseModule):
+class Res2Net(FreezableBackbone):
     """Res2Net backbone.
 
     A ResNet skeleton with :class:`Bottle2neck` blocks. State-dict names follow
@@ -409,12 +408,3 @@ class Res2Net(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
