@@ -23,11 +23,11 @@ import json
 import math
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .generated import write_once
 
 SHAPES = ('circle', 'triangle', 'rectangle', 'star')
 STAMP = '.synthetic_coco.json'
@@ -214,21 +214,8 @@ def generate_synthetic_coco(root: str,
                   object_size=[smin, smax], class_names=list(class_names),
                   with_semantic=with_semantic, seed=seed, version=1)
     root = osp.abspath(root)
-    stamp = osp.join(root, STAMP)
-    if osp.isfile(stamp):
-        with open(stamp) as f:
-            old = json.load(f)
-        if old.get('params') == params:
-            return old['summary']
-    elif osp.exists(root) and os.listdir(root):
-        raise FileExistsError(
-            f'{root} exists and was not written by generate_synthetic_coco '
-            f'(no {STAMP}); choose an empty or new folder')
 
-    parent = osp.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp-synthetic-coco-', dir=parent)
-    try:
+    def render(tmp):
         os.makedirs(osp.join(tmp, 'annotations'))
         summary = dict(root=root, classes=list(class_names))
         for i, (split, num) in enumerate((('train', num_train),
@@ -237,12 +224,6 @@ def generate_synthetic_coco(root: str,
                 tmp, split, num, image_size, (lo, hi), (smin, smax),
                 class_names, seed * 1000 + i, with_semantic)
             summary[f'{split}_ann'] = f'annotations/instances_{split}.json'
-        with open(osp.join(tmp, STAMP), 'w') as f:
-            json.dump(dict(params=params, summary=summary), f)
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.rename(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
-    return summary
+        return summary
+
+    return write_once(root, params, STAMP, 'generate_synthetic_coco', render)

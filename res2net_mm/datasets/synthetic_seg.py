@@ -19,16 +19,14 @@ palette=PALETTE)``. The same arguments give the same bytes everywhere (numpy's
 PCG64, seeded per split); the set is built in a temporary folder and renamed
 into place, and a second call with the same arguments does nothing.
 """
-import json
 import math
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Dict, Tuple
 
 import numpy as np
 
+from .generated import write_once
 from .synthetic_coco import SHAPES, _background, _place_objects, _polygon
 
 CLASSES = ('background', ) + SHAPES
@@ -117,33 +115,14 @@ def generate_synthetic_seg(root: str,
                   image_size=image_size, objects_per_image=[lo, hi],
                   object_size=[smin, smax], seed=seed, version=1)
     root = osp.abspath(root)
-    stamp = osp.join(root, STAMP)
-    if osp.isfile(stamp):
-        with open(stamp) as f:
-            old = json.load(f)
-        if old.get('params') == params:
-            return old['summary']
-    elif osp.exists(root) and os.listdir(root):
-        raise FileExistsError(
-            f'{root} exists and was not written by generate_synthetic_seg '
-            f'(no {STAMP}); choose an empty or new folder')
 
-    parent = osp.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix='.tmp-synthetic-seg-', dir=parent)
-    try:
+    def render(tmp):
         summary = dict(root=root, classes=list(CLASSES), palette=PALETTE)
         for i, (split, num) in enumerate((('train', num_train),
                                           ('val', num_val))):
             summary[split] = _render_split(tmp, split, num, image_size,
                                            (lo, hi), (smin, smax),
                                            seed * 1000 + i)
-        with open(osp.join(tmp, STAMP), 'w') as f:
-            json.dump(dict(params=params, summary=summary), f)
-        if osp.exists(root):
-            shutil.rmtree(root)
-        os.rename(tmp, root)
-    finally:
-        if osp.exists(tmp):
-            shutil.rmtree(tmp)
-    return summary
+        return summary
+
+    return write_once(root, params, STAMP, 'generate_synthetic_seg', render)
