@@ -82,12 +82,14 @@ def test_only_backbone_swapped(path):
     assert backbone.init_cfg.type == 'Pretrained'
     assert backbone.init_cfg.checkpoint
     assert set(backbone) <= {
-        'type', 'arch', 'stage_pool', 'out_indices', 'frozen_stages',
-        'norm_cfg', 'norm_eval', 'init_cfg'}, 'no ResNet argument may leak'
+        'type', 'arch', 'stage_pool', 'fast_path', 'out_indices',
+        'frozen_stages', 'norm_cfg', 'norm_eval', 'init_cfg'
+    }, 'no ResNet argument may leak'
     assert list(cfg.model.neck.in_channels) == [256, 512, 1024, 2048]
     if path in COMPAT_CONFIGS:
         assert backbone.arch == 'res2net101_v1b_26w_4s'
         assert backbone.stage_pool == 'strided'
+        assert backbone.fast_path is False  # bit-identical to mmdet
     else:
         assert backbone.get('stage_pool', 'always') == 'always'
 
