@@ -27,7 +27,7 @@ from torch import nn
 from ..registry import MODELS
 from .base import FreezableBackbone
 from .bottle2neck import Bottle2neck
-from .variants import family_backbone
+from .variants import resolve_arch
 
 # Blocks per stage, as bLResNet (the little branch takes blocks // beta - 1).
 BL_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (4, 8, 18, 3), 152: (5, 12, 30, 3)}
@@ -173,12 +173,10 @@ class BLRes2Net(FreezableBackbone):
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
-        settings = dict(depth=50, scales=4, base_width=26, groups=1)
-        if arch is not None:
-            settings.update(family_backbone(arch, 'bLRes2Net'))
-        settings.update({k: v for k, v in dict(
-            depth=depth, scales=scales, base_width=base_width,
-            groups=groups).items() if v is not None})
+        settings = resolve_arch(
+            'bLRes2Net', dict(depth=50, scales=4, base_width=26, groups=1),
+            arch, depth=depth, scales=scales, base_width=base_width,
+            groups=groups)
         if settings['depth'] not in BL_STAGE_BLOCKS:
             raise KeyError(f'invalid depth {settings["depth"]} for bLRes2Net: '
                            f'valid depths are {sorted(BL_STAGE_BLOCKS)}')

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..registry import MODELS
 from .base import FreezableBackbone
-from .variants import family_backbone
+from .variants import resolve_arch
 
 # Levels (blocks per aggregation tree) and channels of each of the 6 levels,
 # and whether the roots add a residual, per DLA depth (Yu et al., Table 1).
@@ -241,12 +241,10 @@ class Res2NetDLA(FreezableBackbone):
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
-        settings = dict(depth=60, scales=4, base_width=28, groups=1)
-        if arch is not None:
-            settings.update(family_backbone(arch, 'Res2NetDLA'))
-        settings.update({k: v for k, v in dict(
-            depth=depth, scales=scales, base_width=base_width,
-            groups=groups).items() if v is not None})
+        settings = resolve_arch(
+            'Res2NetDLA', dict(depth=60, scales=4, base_width=28, groups=1),
+            arch, depth=depth, scales=scales, base_width=base_width,
+            groups=groups)
         if settings['depth'] not in DLA_DEPTHS:
             raise KeyError(f'invalid depth {settings["depth"]} for Res2NetDLA'
                            f': valid depths are {sorted(DLA_DEPTHS)}')

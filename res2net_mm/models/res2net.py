@@ -1,5 +1,5 @@
 """The Res2Net backbone (v1, v1b/v1d, Res2NeXt, SE-Res2Net) for mmpretrain and mmdet."""
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import build_conv_layer, build_norm_layer
@@ -10,6 +10,7 @@ from ..deploy.ops import conv_act
 from ..registry import MODELS
 from .base import FreezableBackbone
 from .bottle2neck import PLUGIN_POSITIONS, Bottle2neck
+from .variants import resolve_arch
 
 STAGE_BLOCKS = {
     26: (2, 2, 2, 2),
@@ -31,16 +32,6 @@ ARCH_DEFAULTS = dict(
     avg_down=False,
     se_ratio=None,
 )
-
-
-def _resolve_arch(arch: Optional[str], explicit: Dict) -> Dict:
-    settings = dict(ARCH_DEFAULTS)
-    if arch is not None:
-        # late import: variants imports us; DLA / bL names are refused here
-        from .variants import family_backbone
-        settings.update(family_backbone(arch, 'Res2Net'))
-    settings.update({k: v for k, v in explicit.items() if v is not None})
-    return settings
 
 
 @MODELS.register_module()
@@ -139,11 +130,10 @@ class Res2Net(FreezableBackbone):
                          layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
-        a = _resolve_arch(
-            arch,
-            dict(depth=depth, scales=scales, base_width=base_width,
-                 groups=groups, deep_stem=deep_stem, avg_down=avg_down,
-                 se_ratio=se_ratio))
+        a = resolve_arch(
+            'Res2Net', ARCH_DEFAULTS, arch, depth=depth, scales=scales,
+            base_width=base_width, groups=groups, deep_stem=deep_stem,
+            avg_down=avg_down, se_ratio=se_ratio)
         self.arch = arch
         self.depth = a['depth']
         self.scales = a['scales']

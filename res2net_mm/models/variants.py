@@ -134,6 +134,21 @@ def get_variant(name: str) -> Variant:
                        f'{", ".join(VARIANTS)}') from None
 
 
+def resolve_arch(family: str, defaults: Dict, arch: Optional[str] = None,
+                 **explicit) -> Dict:
+    """Architecture arguments of a backbone of ``family``.
+
+    The family's ``defaults``, then the named variant's arguments (which must
+    belong to the family), then the arguments the caller passed (None means
+    "not passed").
+    """
+    settings = dict(defaults)
+    if arch is not None:
+        settings.update(family_backbone(arch, family))
+    settings.update({k: v for k, v in explicit.items() if v is not None})
+    return settings
+
+
 def list_variants() -> list:
     """Names of all declared variants."""
     return list(VARIANTS)
