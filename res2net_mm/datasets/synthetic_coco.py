@@ -91,6 +91,28 @@ def _place_objects(rng, size, num, min_size, max_size, max_tries=50):
     return placed
 
 
+def draw_shapes(rng, draw, size: int, objects: Tuple[int, int],
+                sizes: Tuple[float, float]):
+    """Draw a random number of non-overlapping shapes in saturated colours.
+
+    Yields ``(label, pts, flat)`` per shape once it is drawn: its index in
+    ``SHAPES``, its polygon as an (N, 2) array and as the flat list PIL and
+    COCO use, so that callers can add their own annotations.
+    """
+    num = int(rng.integers(objects[0], objects[1] + 1))
+    for cx, cy, r in _place_objects(rng, size, num, *sizes):
+        label = int(rng.integers(len(SHAPES)))
+        pts = _polygon(SHAPES[label], cx, cy, r,
+                       rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.0))
+        # Saturated colours: one channel high, one low.
+        color = rng.permutation(
+            [rng.integers(180, 256), rng.integers(0, 70),
+             rng.integers(0, 256)])
+        flat = [float(v) for v in pts.round(2).ravel()]
+        draw.polygon(flat, fill=tuple(int(c) for c in color))
+        yield label, pts, flat
+
+
 def _polygon_area(pts: np.ndarray) -> float:
     x, y = pts[:, 0], pts[:, 1]
     return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
@@ -112,17 +134,7 @@ def _render_split(out_dir: str, split: str, num_images: int, size: int,
         draw = ImageDraw.Draw(canvas)
         sem = Image.new('L', (size, size), IGNORE_LABEL)
         sem_draw = ImageDraw.Draw(sem)
-        num = int(rng.integers(objects[0], objects[1] + 1))
-        for cx, cy, r in _place_objects(rng, size, num, *sizes):
-            label = int(rng.integers(len(SHAPES)))
-            pts = _polygon(SHAPES[label], cx, cy, r,
-                           rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.0))
-            # Saturated colours: one channel high, one low.
-            color = rng.permutation(
-                [rng.integers(180, 256), rng.integers(0, 70),
-                 rng.integers(0, 256)])
-            flat = [float(v) for v in pts.round(2).ravel()]
-            draw.polygon(flat, fill=tuple(int(c) for c in color))
+        for label, pts, flat in draw_shapes(rng, draw, size, objects, sizes):
             sem_draw.polygon(flat, fill=label)
             x0, y0 = pts.min(0)
             x1, y1 = pts.max(0)

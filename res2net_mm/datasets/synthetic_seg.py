@@ -19,7 +19,6 @@ palette=PALETTE)``. The same arguments give the same bytes everywhere (numpy's
 PCG64, seeded per split); the set is built in a temporary folder and renamed
 into place, and a second call with the same arguments does nothing.
 """
-import math
 import os
 import os.path as osp
 from typing import Dict, Tuple
@@ -27,7 +26,7 @@ from typing import Dict, Tuple
 import numpy as np
 
 from .generated import write_once
-from .synthetic_coco import SHAPES, _background, _place_objects, _polygon
+from .synthetic_coco import SHAPES, _background, draw_shapes
 
 CLASSES = ('background', ) + SHAPES
 PALETTE = [[0, 0, 0], [220, 20, 60], [0, 128, 0], [0, 0, 230],
@@ -50,17 +49,8 @@ def _render_split(out_dir: str, split: str, num_images: int, size: int,
         draw = ImageDraw.Draw(canvas)
         label_map = Image.new('L', (size, size), 0)
         label_draw = ImageDraw.Draw(label_map)
-        num = int(rng.integers(objects[0], objects[1] + 1))
-        for cx, cy, r in _place_objects(rng, size, num, *sizes):
-            shape = int(rng.integers(len(SHAPES)))
-            pts = _polygon(SHAPES[shape], cx, cy, r,
-                           rng.uniform(0, 2 * math.pi), rng.uniform(0.5, 1.0))
-            color = rng.permutation(
-                [rng.integers(180, 256), rng.integers(0, 70),
-                 rng.integers(0, 256)])
-            flat = [float(v) for v in pts.round(2).ravel()]
-            draw.polygon(flat, fill=tuple(int(c) for c in color))
-            label_draw.polygon(flat, fill=shape + 1)
+        for shape, _, flat in draw_shapes(rng, draw, size, objects, sizes):
+            label_draw.polygon(flat, fill=shape + 1)  # 0 is background
         name = f'{idx:06d}.png'
         canvas.save(osp.join(img_dir, name))
         label_map.save(osp.join(ann_dir, name))
