@@ -22,7 +22,7 @@ _HAS_MKLDNN_POINTWISE = (
     and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
 
 
-def _exporting() -> bool:
+def exporting() -> bool:
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return True
     if torch.compiler.is_compiling():
@@ -51,7 +51,7 @@ def use_onednn(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     if torch.is_grad_enabled() and (x.requires_grad
                                     or conv.weight.requires_grad):
         return False
-    return not _exporting()
+    return not exporting()
 
 
 def conv_act(x: torch.Tensor,

@@ -9,7 +9,8 @@ from mmcv.cnn import build_conv_layer, build_norm_layer, build_plugin_layer
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..deploy.ops import conv_act
+from ..deploy.ops import conv_act, exporting
+from .hierarchy import chained_splits
 from .layers import DropPath, SELayer
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
@@ -82,6 +83,11 @@ class Bottle2neck(BaseModule):
       loads unchanged. It applies to plain ``nn.Conv2d`` / ``nn.BatchNorm2d``
       (not DCN, SyncBN, GN or ``momentum=None``); set ``fast_path=False`` to
       force the per-split path.
+    - In the other blocks, training runs the chained split convs through
+      :class:`~res2net_mm.models.hierarchy.ChainedSplits`: the same kernels,
+      forward and backward, but the ReLU outputs and the conv inputs are not
+      kept for backward a second time (same conditions, plus bias-free convs
+      and affine BNs with running statistics; eager mode without autocast).
     - After :meth:`switch_to_deploy` every BN is folded into its conv, the
       stage convs are one grouped conv, and on CPU the conv, bias, residual
       addition and ReLU run as one oneDNN kernel (see
@@ -224,17 +230,16 @@ class Bottle2neck(BaseModule):
         out = norm(conv(x))
         return self.relu(out) if act else out
 
-    def _can_group_stage(self) -> bool:
-        """Whether the stage block's split convs may run as one grouped conv.
+    def _plain_split_layers(self) -> bool:
+        """Whether the split convs and BNs are plain, alike and unhooked, so
+        that they may run as one grouped conv (stage blocks) or through
+        :class:`~res2net_mm.models.hierarchy.ChainedSplits` (other blocks).
 
         Checked at every call (a few attribute reads), because models are
         converted after construction (e.g. ``convert_sync_batchnorm``).
         """
-        if not (self.stage_block and self.fast_path) or self.with_dcn:
+        if not self.fast_path or self.with_dcn or self.deploy:
             return False
-        if self.deploy:
-            return len(self.convs) == 1 and isinstance(self.bns[0],
-                                                       nn.Identity)
         if _has_hooks(self.convs) or _has_hooks(self.bns):
             # Hook-based tools (MAC counters, feature probes) expect every
             # split's modules to run.
@@ -254,6 +259,34 @@ class Bottle2neck(BaseModule):
                 return False
         return conv0.bias is None or all(c.bias is not None
                                          for c in self.convs)
+
+    def _can_group_stage(self) -> bool:
+        """Whether the stage block's split convs may run as one grouped conv."""
+        if not self.stage_block:
+            return False
+        if self.deploy:
+            return self.fast_path and not self.with_dcn and len(
+                self.convs) == 1 and isinstance(self.bns[0], nn.Identity)
+        return self._plain_split_layers()
+
+    def _can_chain_lean(self, x: torch.Tensor) -> bool:
+        """Whether the chained splits may run through ``ChainedSplits``: in
+        eager training (it saves memory for backward only), without autocast
+        (whose casts it would have to replay), with bias-free convs and
+        affine BNs that track running statistics."""
+        if self.stage_block or not torch.is_grad_enabled():
+            return False
+        if torch.is_autocast_enabled(x.device.type) or exporting():
+            return False
+        if not (x.requires_grad or any(p.requires_grad
+                                       for p in self.convs.parameters())
+                or any(p.requires_grad for p in self.bns.parameters())):
+            return False
+        if not self._plain_split_layers():
+            return False
+        bn0 = self.bns[0]
+        return (self.convs[0].bias is None and bn0.affine
+                and bn0.track_running_stats)
 
     def _grouped_stage_convs(self, x: torch.Tensor) -> torch.Tensor:
         """The ``scales - 1`` split convs + BNs + ReLU of a stage block at once.
@@ -297,14 +330,18 @@ class Bottle2neck(BaseModule):
     def _multi_scale(self, x: torch.Tensor) -> torch.Tensor:
         n = self.scales - 1
         if self._can_group_stage():
-            head = x[:, :n * self.width]
+            # One split into two views: its backward is one concatenation of
+            # the two gradients (two slices would each scatter theirs into
+            # a zero-filled copy of the whole input, then add them).
+            head, last = torch.split(x, [n * self.width, self.width], dim=1)
             if self.deploy:
                 out = conv_act(head, self.convs[0], relu=True)
             else:
                 out = self._grouped_stage_convs(head)
-            last = x[:, n * self.width:]
             return torch.cat([out, self.pool(last) if self.pool is not None
                               else last], dim=1)
+        if self._can_chain_lean(x):
+            return chained_splits(x, self.width, self.convs, self.bns)
         splits = torch.split(x, self.width, dim=1)
         outs: List[torch.Tensor] = []
         sp = splits[0]
@@ -340,6 +377,7 @@ class Bottle2neck(BaseModule):
         out = self._plugins(out, 'after_conv3')
         if self.se is not None:
             out = self.se(out)
+        # Not in place: forward hooks on norm3 / se keep the value they saw.
         return self.relu(self.drop_path(out) + identity)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

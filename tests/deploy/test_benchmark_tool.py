@@ -2,16 +2,23 @@
 import os
 import sys
 
+import torch
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
-def test_benchmark_runs_and_reports_ratios(tmp_path):
+def _benchmark():
     sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis_tools'))
     try:
         import benchmark
     finally:
         sys.path.pop(0)
+    return benchmark
+
+
+def test_benchmark_runs_and_reports_ratios(tmp_path):
+    benchmark = _benchmark()
     out = str(tmp_path / 'bench.json')
     result = benchmark.main([
         '--models', 'ours-26w4s', 'timm-26w4s', 'timm-resnet50', '--modes', 'train', 'deploy', '--memory-format',
@@ -27,7 +34,25 @@ def test_benchmark_runs_and_reports_ratios(tmp_path):
     assert train['best_peer'] == 'timm-26w4s'
     assert train['vs_best_peer'] > 0 and train['vs_resnet50'] > 0
     # peak memory measured in a subprocess for every trained model
-    assert all(v is not None and v > 0
+    assert all(v is not None and v['tensors'] > 0 and v['rss'] > 0
                for v in result['memory_mib'].values())
+    assert train['peak_mem_mib'] == result['memory_mib']['ours-26w4s/cl'][
+        'tensors']
     assert set(result['memory_mib']) == {
         f'{m}/cl' for m in ('ours-26w4s', 'timm-26w4s', 'timm-resnet50')}
+
+
+def test_peak_tensor_bytes_follows_allocations_and_frees():
+    """The peak of live tensor bytes: 3 MiB live at most, although 4 MiB
+    are allocated in all."""
+    benchmark = _benchmark()
+    mib = 2**20
+    with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU],
+            profile_memory=True) as prof:
+        a = torch.empty(mib, dtype=torch.uint8)
+        b = torch.empty(2 * mib, dtype=torch.uint8)
+        del a
+        c = torch.empty(mib, dtype=torch.uint8)
+        del b, c
+    assert benchmark.peak_tensor_bytes(prof) == 3 * mib

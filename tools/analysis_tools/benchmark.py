@@ -16,11 +16,15 @@ linear head as timm's classifiers), timm's ``res2net50_26w_4s``,
 architecture (26w_4s: ours / mmpretrain / timm; v1b = v1d: ours / mmdet /
 timm ``res2net50d``) and every Res2Net against timm's ResNet-50.
 
-Peak memory (``--memory``): each model trains in its own subprocess and the
-increase of the process's peak resident set size (``VmHWM``) over the RSS
-after building the model and input is reported: activations, gradients,
-optimizer state and allocator slack, the same yardstick for every model.
-On CUDA it is ``torch.cuda.max_memory_allocated``.
+Peak memory (``--memory``): each model trains in its own subprocess. The
+primary figure is the peak of the bytes held by live tensors during one
+training step (forward, backward, SGD step, starting with the gradients
+freed), from the allocator's own records (the profiler's memory events on
+CPU, ``torch.cuda.max_memory_allocated`` on CUDA): activations kept for
+backward, gradients and temporaries, deterministic and the same yardstick for
+every model. On CPU the increase of the process's peak resident set size
+(``VmHWM``) is reported too; it adds the allocator's slack and varies from run
+to run.
 
 Examples::
 
@@ -187,8 +191,9 @@ def forward_flops(name: str, args) -> float:
     return float(counter.get_total_flops())
 
 
-def peak_memory(name: str, fmt: str, args) -> Optional[float]:
-    """Peak training memory in MiB, measured in a fresh subprocess."""
+def peak_memory(name: str, fmt: str, args) -> Optional[Dict[str, float]]:
+    """Peak training memory in MiB (``tensors``, ``rss``), measured in a
+    fresh subprocess."""
     cmd = [sys.executable, os.path.abspath(__file__), '--_memory-child',
            name, '--memory-format', fmt, '--batch', str(args.batch),
            '--size', str(args.size), '--threads', str(args.threads),
@@ -198,7 +203,24 @@ def peak_memory(name: str, fmt: str, args) -> Optional[float]:
         print(f'memory run of {name} failed:\n{res.stderr[-2000:]}',
               file=sys.stderr)
         return None
-    return float(res.stdout.strip().splitlines()[-1])
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def peak_tensor_bytes(prof) -> int:
+    """Peak of the live CPU tensor bytes over a profiled region, from the
+    allocator's allocation (+) and free (-) events."""
+    cpu = torch._C._autograd.DeviceType.CPU
+    events = sorted((e.start_ns(), e.nbytes())
+                    for e in prof.profiler.kineto_results.events()
+                    if e.name() == '[memory]' and e.device_type() == cpu)
+    if not events:
+        raise RuntimeError('the profiler recorded no memory events; this '
+                           'torch build cannot measure CPU tensor memory')
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 def _status_mib(field: str) -> float:
@@ -218,17 +240,29 @@ def memory_child(args) -> None:
     torch.set_num_threads(args.threads)
     case = Case(args._memory_child, 'train', args.memory_format, args)
     if args.device == 'cuda':
+        case.step()  # the optimizer state exists from now on
+        case.opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        for _ in range(2):
-            case.step()
+        case.step()
         torch.cuda.synchronize()
-        print((torch.cuda.max_memory_allocated() - base) / 2**20)
+        tensors = (torch.cuda.max_memory_allocated() - base) / 2**20
+        print(json.dumps(dict(tensors=tensors, rss=None)))
         return
     base = _status_mib('VmRSS')
     for _ in range(2):  # the second step has optimizer state
         case.step()
-    print(_status_mib('VmHWM') - base)
+    rss = _status_mib('VmHWM') - base
+    # Freed here, so that every byte the profiled step frees was allocated
+    # inside it (the profiler cannot size frees of older blocks).
+    case.opt.zero_grad(set_to_none=True)
+    with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU],
+            profile_memory=True) as prof:
+        case.step()
+    tensors = peak_tensor_bytes(prof) / 2**20
+    print(json.dumps(dict(tensors=tensors, rss=rss)))
 
 
 def ratio_table(cases: List[Case], mem: Dict) -> List[dict]:
@@ -250,8 +284,8 @@ def ratio_table(cases: List[Case], mem: Dict) -> List[dict]:
         if c.mode == 'train' and mem:
             ours = mem.get((c.name, c.fmt))
             peer_mem = [mem.get((p.name, c.fmt)) for p in peers]
-            peer_mem = [m for m in peer_mem if m is not None]
-            row['peak_mem_mib'] = ours
+            peer_mem = [m['tensors'] for m in peer_mem if m is not None]
+            row['peak_mem_mib'] = ours['tensors'] if ours else None
             row['best_peer_mem_mib'] = min(peer_mem) if peer_mem else None
         rows.append(row)
     return rows
@@ -338,7 +372,7 @@ def main(argv=None) -> dict:
 
     print(f'\n{"model":18} {"mode":7} {"fmt":5} {"img/s":>8} '
           f'{"spread%":>8}' + (f' {"MFU%":>6}' if mfu else '')
-          + (f' {"peakMiB":>8}' if mem else ''))
+          + (f' {"tensorMiB":>9} {"rssMiB":>7}' if mem else ''))
     for c in cases:
         line = (f'{c.name:18} {c.mode:7} {c.fmt:5} {c.imgs:8.2f} '
                 f'{c.spread:8.1f}')
@@ -347,7 +381,9 @@ def main(argv=None) -> dict:
             factor = 3 if c.mode == 'train' else 1  # fwd + 2x for backward
             line += f' {100 * c.imgs * flops * factor / (peak * 1e12):6.1f}'
         if mem and c.mode == 'train' and mem.get((c.name, c.fmt)):
-            line += f' {mem[(c.name, c.fmt)]:8.0f}'
+            m = mem[(c.name, c.fmt)]
+            rss = f'{m["rss"]:7.0f}' if m['rss'] is not None else f'{"-":>7}'
+            line += f' {m["tensors"]:9.0f} {rss}'
         print(line)
 
     rows = ratio_table(cases, mem)
@@ -362,8 +398,8 @@ def main(argv=None) -> dict:
             line = (f'{r["model"]:12} {r["mode"]:7} {r["fmt"]:5} '
                     f'{str(r["best_peer"]):16} {vp} {vr}')
             if r.get('peak_mem_mib') is not None:
-                line += (f'  mem {r["peak_mem_mib"]:.0f} MiB vs best peer '
-                         f'{r["best_peer_mem_mib"] or float("nan"):.0f}')
+                line += (f'  peak tensors {r["peak_mem_mib"]:.0f} MiB vs '
+                         f'best peer {r["best_peer_mem_mib"] or float("nan"):.0f}')
             print(line)
     result = dict(
         settings=dict(batch=args.batch, size=args.size, reps=args.reps,
