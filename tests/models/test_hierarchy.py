@@ -69,8 +69,9 @@ def test_train_bit_exact(variant, fmt):
     out = lean(x.requires_grad_())[-1]
     assert graph_nodes(out, 'ChainedSplitsBackward') == len(
         lean_blocks(lean)) > 0
+    # Both models have now made one training forward on x (BN statistics
+    # updated once each); the state comparison at the end covers it too.
     assert graph_nodes(ref(x)[-1], 'ChainedSplitsBackward') == 0
-    lean.load_state_dict(ref.state_dict())  # undo that forward's BN updates
     xs = [torch.randn(2, 3, 40, 40).contiguous(memory_format=mf)
           for _ in range(2)]
     out_l, grad_l = train_steps(lean, xs)
