@@ -17,6 +17,7 @@ import pytest
 from mmengine.config import Config
 
 from res2net_mm.models.variants import VARIANTS
+from tests.models.utils import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'res2net')
@@ -212,19 +213,10 @@ def _distinct_architectures(paths):
     return keep
 
 
-def _get_flops_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'get_flops', osp.join(REPO, 'tools', 'analysis_tools', 'get_flops.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('path', _distinct_architectures(STANDARD), ids=_name)
 def test_get_flops_matches_variant_table(path):
     """Params exactly and conv+linear MACs within 0.5% of the table."""
-    r = _get_flops_module().complexity(path, (224, 224))
+    r = load_tool('analysis_tools/get_flops.py').complexity(path, (224, 224))
     variant = VARIANTS[Config.fromfile(path).model.backbone.arch]
     assert r['params'] == variant.params
     assert r['macs'] / 1e9 == pytest.approx(variant.gmacs, rel=5e-3)

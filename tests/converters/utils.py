@@ -1,6 +1,5 @@
 """Helpers shared by the converter tests."""
 import contextlib
-import importlib.util
 import io
 import os
 import subprocess
@@ -8,7 +7,8 @@ import sys
 
 import torch
 
-from ..models.utils import assert_close, mindcv_net, randomize  # noqa: F401
+from ..models.utils import (assert_close, load_tool,  # noqa: F401
+                           mindcv_net, randomize)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -50,10 +50,7 @@ def run_script(name, *args):
 def run_tool(name, *args):
     """Call a script's ``main(argv)`` in this process (saves the start-up of
     a new interpreter per call); returns what :func:`run_script` returns."""
-    spec = importlib.util.spec_from_file_location(
-        f'_tool_{name[:-3]}', tool_path(name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_tool(f'model_converters/{name}')
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = module.main([str(a) for a in args])

@@ -1,20 +1,13 @@
 """Smoke test of tools/analysis_tools/benchmark.py (no timing assertions)."""
 import os
-import sys
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from ..models.utils import load_tool
 
 
 def _benchmark():
-    sys.path.insert(0, os.path.join(REPO, 'tools', 'analysis_tools'))
-    try:
-        import benchmark
-    finally:
-        sys.path.pop(0)
-    return benchmark
+    return load_tool('analysis_tools/benchmark.py')
 
 
 def test_benchmark_runs_and_reports_ratios(tmp_path):

@@ -2,7 +2,6 @@
 onnxruntime (max relative error 1e-4), plain and deployed."""
 import copy
 import os
-import sys
 
 import pytest
 import torch
@@ -11,10 +10,7 @@ from res2net_mm import Res2Net, Res2NetClassifier
 from res2net_mm.deploy import fuse_res2net
 from res2net_mm.deploy.onnx_export import check_onnx, export_onnx
 
-from ..models.utils import TINY, randomize
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from ..models.utils import TINY, load_tool, randomize
 
 
 @pytest.mark.parametrize('deploy', [False, True], ids=['plain', 'deploy'])
@@ -61,11 +57,7 @@ def test_export_refuses_training_mode(tmp_path):
 
 
 def test_export_tool_cli(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(REPO, 'tools', 'deployment'))
-    try:
-        import export_onnx as tool
-    finally:
-        sys.path.pop(0)
+    tool = load_tool('deployment/export_onnx.py')
     out = str(tmp_path / 'bb.onnx')
     tool.main(['res2net50_v1b_26w_4s', out, '--task', 'backbone',
                '--out-indices', '1', '3', '--size', '48', '--override',

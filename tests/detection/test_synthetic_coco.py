@@ -1,6 +1,5 @@
 """The synthetic COCO-format set: deterministic, valid COCO, masks match boxes."""
 import hashlib
-import json
 import os
 import os.path as osp
 

@@ -1,4 +1,7 @@
 """Helpers shared by the test suite (models, converters, downstream)."""
+import importlib.util
+import os.path as osp
+
 import numpy as np
 import torch
 from torch import nn
@@ -6,6 +9,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 # Small but real architectures: every code path, a fraction of the cost.
 TINY = dict(depth=26, base_width=4, base_channels=16, stem_channels=16)
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def load_tool(rel_path: str):
+    """Import a script under ``tools/`` (e.g. ``'analysis_tools/get_flops.py'``)
+    as a module, to call its functions in this process."""
+    name = '_res2net_mm_tool_' + rel_path[:-3].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO, 'tools', rel_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @torch.no_grad()

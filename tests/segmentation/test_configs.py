@@ -3,13 +3,14 @@ compose (only the backbone differs from mmseg's), train 2 iterations on the
 synthetic shapes set and are evaluated (mIoU) through tools/test.py."""
 import copy
 import glob
-import importlib.util
 import math
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
+
+from ..models.utils import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_DIR = osp.join(REPO, 'configs', 'segmentation')
@@ -111,14 +112,6 @@ def tiny_cfg(path, root, work_dir):
     return cfg
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'_res2net_mm_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('path', DEMOS, ids=_name)
 def test_train_two_iters_then_miou_through_tools_test(path, shapes,
                                                       tmp_path):
@@ -143,7 +136,7 @@ def test_train_two_iters_then_miou_through_tools_test(path, shapes,
 
     cfg_file = str(tmp_path / 'tiny_config.py')
     cfg.dump(cfg_file)
-    metrics = _tool('test').main(
+    metrics = load_tool('test.py').main(
         [cfg_file, ckpt, '--work-dir', str(tmp_path / 'test')])
     assert set(metrics) >= {'mIoU', 'aAcc', 'mAcc'}
     assert 0 <= metrics['mIoU'] <= 100 and 0 < metrics['aAcc'] <= 100

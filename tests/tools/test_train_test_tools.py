@@ -10,12 +10,12 @@ import os.path as osp
 import pickle
 
 import pytest
-import torch
 from mmengine.config import Config
 from toolhelp import (DEMO_CONFIG, REPO, load_checkpoint, run_tool,
                       tiny_digits_opts)
 
 from res2net_mm.datasets import prepare_digits
+from tests.models.utils import load_tool
 
 
 @pytest.fixture(scope='module')
@@ -134,11 +134,7 @@ def test_auto_scale_lr(trained, digits, tmp_path):
 
 def test_command_line_merging():
     """Flags map to the config keys mmengine reads."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(REPO, 'tools', 'train.py'))
-    train = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train)
+    train = load_tool('train.py')
 
     def merged(*argv):
         args = train.parse_args([DEMO_CONFIG, *argv])
@@ -229,18 +225,9 @@ def test_tools_with_mmdet_config(tmp_path):
     assert 'coco/bbox_mAP' in _test_metrics(work_dir)
 
 
-def _load_tool(rel):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        osp.basename(rel)[:-3], osp.join(REPO, 'tools', rel))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_analyze_logs_plots_the_run(trained, tmp_path, capsys):
     work_dir, _ = trained
-    tool = _load_tool('analysis_tools/analyze_logs.py')
+    tool = load_tool('analysis_tools/analyze_logs.py')
     series = tool.load_log(tool.find_json_logs(work_dir))
     # 2 epochs x 4 iterations logged every iteration; validation per epoch
     assert [x for x, _ in series['train']['loss']] == list(range(1, 9))
@@ -259,7 +246,7 @@ def test_analyze_logs_plots_the_run(trained, tmp_path, capsys):
 
 
 def test_print_config_applies_options(tmp_path, capsys):
-    tool = _load_tool('analysis_tools/print_config.py')
+    tool = load_tool('analysis_tools/print_config.py')
     out = str(tmp_path / 'full.py')
     tool.main([
         osp.join(REPO, 'configs', 'res2net', 'res2net50-w26-s4_8xb32_in1k.py'),
