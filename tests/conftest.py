@@ -10,3 +10,13 @@ torch.set_num_threads(int(os.environ.get('RES2NET_MM_TEST_THREADS', '1')))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def nchw_like_references(monkeypatch):
+    """Run res2net_mm's Res2Net in NCHW, the layout the reference
+    implementations compute in, so that a comparison with them sees the same
+    oneDNN kernels. The automatic channels_last switch changes float rounding
+    only (about 1e-6); tests/models/test_fast_paths.py tests it on its own."""
+    from res2net_mm import Res2Net
+    monkeypatch.setattr(Res2Net, '_use_channels_last', lambda self, x: False)

@@ -8,9 +8,17 @@ have no autograd, no ONNX symbolic and no GPU version, so every other case
 (training, gradients, tracing, export, compile, CUDA, half precision) runs the
 plain ``F.conv2d`` + ``add`` + ``relu`` sequence, which computes the same values.
 
+Given a plain weight, every oneDNN call first reorders it into the blocked
+layout its kernel reads; a deploy model's weights do not change, so each conv's
+reordered weight is kept (per input shape, as ``torch.compile``'s freezing
+does) and the reorder runs once. The cache notices in-place changes made
+through the parameter (its version counter: ``load_state_dict``, optimizer
+steps) and a replaced parameter; writes through ``.data`` bypass the counter.
+
 Only torch is imported here, so the backbone can use these helpers without
 pulling in anything else.
 """
+import weakref
 from typing import Optional
 
 import torch
@@ -19,7 +27,12 @@ from torch import nn
 
 _HAS_MKLDNN_POINTWISE = (
     torch.backends.mkldnn.is_available()
-    and hasattr(torch.ops.mkldnn, '_convolution_pointwise'))
+    and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+    and hasattr(torch._C._nn, 'mkldnn_reorder_conv2d_weight'))
+
+# conv -> (weight, key, weight in oneDNN's layout); dropped with the conv.
+_PACKED: 'weakref.WeakKeyDictionary[nn.Conv2d, tuple]' = \
+    weakref.WeakKeyDictionary()
 
 
 def exporting() -> bool:
@@ -54,6 +67,35 @@ def use_onednn(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     return not exporting()
 
 
+def packed_weight(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv.weight`` reordered for oneDNN convs of inputs shaped like
+    ``x``, made once and kept until the weight or the input shape changes.
+
+    Args:
+        conv (nn.Conv2d): A conv that :func:`use_onednn` accepted.
+        x (Tensor): Its input.
+
+    Returns:
+        Tensor: An MKLDNN tensor, or the plain weight when it is an inference
+        tensor (which has no version counter to tell a change).
+    """
+    w = conv.weight
+    if w.is_inference():
+        return w
+    # The weight itself is held (not its address or id, which a new tensor
+    # could reuse once the old one is freed).
+    key = (w.data_ptr(), w._version, tuple(x.shape),
+           x.is_contiguous(memory_format=torch.channels_last))
+    hit = _PACKED.get(conv)
+    if hit is not None and hit[0] is w and hit[1] == key:
+        return hit[2]
+    packed = torch._C._nn.mkldnn_reorder_conv2d_weight(
+        w.detach().contiguous().to_mkldnn(), list(conv.padding),
+        list(conv.stride), list(conv.dilation), conv.groups, list(x.shape))
+    _PACKED[conv] = (w, key, packed)
+    return packed
+
+
 def conv_act(x: torch.Tensor,
              conv: nn.Conv2d,
              relu: bool = True,
@@ -72,7 +114,7 @@ def conv_act(x: torch.Tensor,
     """
     if type(conv) is nn.Conv2d and use_onednn(x, conv) and (
             residual is None or residual.shape[0] == x.shape[0]):
-        args = (conv.weight, conv.bias, list(conv.padding),
+        args = (packed_weight(conv, x), conv.bias, list(conv.padding),
                 list(conv.stride), list(conv.dilation), conv.groups)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(

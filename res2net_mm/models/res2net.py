@@ -6,7 +6,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model.weight_init import constant_init
 from torch import nn
 
-from ..deploy.ops import conv_act
+from ..deploy.ops import conv_act, exporting
 from ..registry import MODELS
 from .base import FreezableBackbone
 from .bottle2neck import PLUGIN_POSITIONS, Bottle2neck
@@ -87,6 +87,14 @@ class Res2Net(FreezableBackbone):
             run in another order (about 1e-6 relative); False gives results
             bit-identical to per-split implementations such as mmdet's.
             Defaults to True.
+        channels_last (bool, optional): Compute in the channels_last memory
+            format. None (default) does so on CPU, where oneDNN's convs run
+            1.2-1.5x faster in it than in NCHW, unless ``fast_path=False``
+            (bit-identity with per-split implementations) or a plugin or
+            deformable conv that expects NCHW is configured, and not while
+            tracing, exporting or compiling. True: always; False: never. The
+            outputs come back in the input's memory format either way, with
+            the same values up to float rounding (about 1e-6 relative).
         zero_init_residual (bool): Zero the last norm of every block at init,
             so each residual branch starts as zero. Defaults to True.
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -121,6 +129,7 @@ class Res2Net(FreezableBackbone):
                  drop_path_rate: float = 0.,
                  with_cp: bool = False,
                  fast_path: bool = True,
+                 channels_last: Optional[bool] = None,
                  zero_init_residual: bool = True,
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
@@ -155,6 +164,14 @@ class Res2Net(FreezableBackbone):
         self.norm_cfg = norm_cfg
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        if channels_last not in (None, True, False):
+            raise TypeError(f'channels_last must be None (automatic), True or '
+                            f'False, got {channels_last!r}')
+        self.channels_last = channels_last
+        # Plugins and deformable convs come from other libraries, which may
+        # view() their inputs as NCHW; automatic mode leaves them NCHW.
+        self._auto_channels_last = fast_path and not plugins and (
+            dcn is None or not any(stage_with_dcn[:num_stages]))
         self.zero_init_residual = zero_init_residual
         self.deploy = False
 
@@ -390,11 +407,24 @@ class Res2Net(FreezableBackbone):
             return conv_act(x, self.conv1)  # deploy: conv + bias + ReLU
         return self.relu(self.norm1(self.conv1(x)))
 
+    def _use_channels_last(self, x: torch.Tensor) -> bool:
+        if self.channels_last is not None:
+            return self.channels_last
+        return (self._auto_channels_last and x.device.type == 'cpu'
+                and x.dim() == 4 and not exporting())
+
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        # Restore NCHW outputs only for an input that was not channels_last:
+        # downstream code may view() them as NCHW.
+        restore = False
+        if self._use_channels_last(x):
+            cl = torch.channels_last
+            restore = not x.is_contiguous(memory_format=cl)
+            x = x.contiguous(memory_format=cl)
         x = self.maxpool(self._stem(x))
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous() if restore else x)
         return tuple(outs)

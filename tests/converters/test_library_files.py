@@ -16,6 +16,9 @@ from .utils import (assert_close, assert_weights_from, build_in_scope,
 
 X = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
+# Compared with the references' own layout (see the fixture).
+pytestmark = pytest.mark.usefixtures('nchw_like_references')
+
 
 def classifier_from(path, num_classes, **kwargs):
     """A res2net_mm classifier loaded (strictly) from a converted file."""

@@ -49,3 +49,20 @@ def test_peak_tensor_bytes_follows_allocations_and_frees():
         c = torch.empty(mib, dtype=torch.uint8)
         del b, c
     assert benchmark.peak_tensor_bytes(prof) == 3 * mib
+
+
+def test_ours_variants_differ_only_in_what_they_name():
+    """``ours-26w4s`` is the default model (automatic channels_last),
+    ``-nchw`` computes in the input's layout, ``-plain`` has no grouped stage
+    convs."""
+    models = _benchmark().MODELS
+    default = models['ours-26w4s'][1]()
+    nchw = models['ours-26w4s-nchw'][1]()
+    plain = models['ours-26w4s-plain'][1]()
+    x = torch.randn(1, 3, 32, 32)
+    assert default.backbone._use_channels_last(x)
+    assert not nchw.backbone._use_channels_last(x)
+    blocks = [m for m in plain.modules() if hasattr(m, 'fast_path')]
+    assert blocks and not any(b.fast_path for b in blocks)
+    assert all(m[0] == '26w4s' for k, m in models.items()
+               if k.startswith('ours-26w4s'))

@@ -104,6 +104,51 @@ def test_fused_kernel_matches_plain_ops(stride, groups, dilation, residual,
     assert xg.grad is not None
 
 
+def test_packed_weights_made_once_and_follow_changes():
+    """On CPU a deploy conv's weight is reordered for oneDNN once and reused;
+    an in-place change, a new weight or a new input shape packs it again, so
+    the values are always those of the plain conv."""
+    from res2net_mm.deploy import ops
+    conv = nn.Conv2d(8, 16, 3, 1, 1)
+    x = torch.randn(2, 8, 12, 12)
+    with torch.no_grad():
+        assert_close(conv_act(x, conv), F.relu(conv(x)), 1e-6)
+        packed = ops._PACKED[conv][2]
+        assert packed.is_mkldnn
+        conv_act(x, conv)
+        assert ops._PACKED[conv][2] is packed  # reused
+        conv.weight.mul_(2)  # in place (as load_state_dict, optimizers)
+        assert_close(conv_act(x, conv), F.relu(conv(x)), 1e-6)
+        assert ops._PACKED[conv][2] is not packed
+        conv.weight = nn.Parameter(torch.randn_like(conv.weight))
+        assert_close(conv_act(x, conv), F.relu(conv(x)), 1e-6)
+        y = torch.randn(3, 8, 7, 7).contiguous(
+            memory_format=torch.channels_last)
+        assert_close(conv_act(y, conv), F.relu(conv(y)), 1e-6)
+        assert ops._PACKED[conv][1][2] == (3, 8, 7, 7)
+    with torch.inference_mode():  # no version counter: never cached
+        fresh = nn.Conv2d(8, 16, 3, 1, 1)
+        assert_close(conv_act(x, fresh), F.relu(fresh(x)), 1e-6)
+        assert fresh not in ops._PACKED
+
+
+def test_deploy_runs_every_conv_fused():
+    """A deployed block runs each of its convs, shortcut included, as one
+    fused oneDNN call, and adds the residual in place otherwise."""
+    model = fuse_res2net(randomize(tiny(num_stages=1, out_indices=(0, ),
+                                        avg_down=True)).eval())
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        model(x)
+    names = [e.name for e in prof.events()]
+    fused = sum('_convolution_pointwise' in n for n in names)
+    plain = sum(n == 'aten::mkldnn_convolution' for n in names)
+    # stem + 2 blocks x (conv1, splits, conv3) + the shortcut conv
+    block = model.layer1[0]
+    assert fused == 1 + 2 * 2 + len(block.convs) + len(model.layer1[1].convs) \
+        + 1 and plain == 0, (fused, plain)
+
+
 def test_deployed_model_still_differentiable():
     """Gradients through a deployed model (e.g. saliency maps) are those of
     the eval-mode model."""

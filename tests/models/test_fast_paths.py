@@ -25,7 +25,9 @@ VARIANTS = {
 
 
 def tiny(**kwargs):
-    cfg = dict(TINY, out_indices=(0, 1, 2, 3))
+    """A small Res2Net computing in its input's layout: each test compares one
+    fast path at a time (the automatic channels_last switch has its own)."""
+    cfg = dict(TINY, out_indices=(0, 1, 2, 3), channels_last=False)
     cfg.update(kwargs)
     return Res2Net(**cfg)
 
@@ -290,3 +292,104 @@ def test_torch_compile_inductor_deploy():
         compiled = torch.compile(deployed, fullgraph=True)
         for a, b in zip(compiled(x), expected):
             assert_close(a, b, 1e-5)
+
+
+def _stem_layouts(model):
+    """Records, per forward, whether the first stage saw channels_last."""
+    seen = []
+    model.layer1.register_forward_pre_hook(
+        lambda _, args: seen.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+    return seen
+
+
+def test_automatic_channels_last_choice():
+    """On CPU the default computes in channels_last; not where exactness with
+    per-split implementations was asked for (fast_path=False), with plugins
+    or deformable convs from other libraries, off the CPU, or while tracing;
+    True and False force it."""
+    x = torch.randn(1, 3, 32, 32)
+    auto = tiny(channels_last=None)
+    assert auto._use_channels_last(x)
+    assert not auto._use_channels_last(x.to('meta'))
+    assert not tiny(channels_last=None, fast_path=False)._use_channels_last(x)
+    plugin = dict(cfg=dict(type='ContextBlock', ratio=1. / 4),
+                  position='after_conv3')
+    assert not tiny(channels_last=None,
+                    plugins=[plugin])._use_channels_last(x)
+    dcn = tiny(channels_last=None, dcn=dict(type='DCN', deform_groups=1),
+               stage_with_dcn=(False, True, False, False))
+    assert not dcn._use_channels_last(x)
+    assert tiny(channels_last=True)._use_channels_last(x.to('meta'))
+    assert not tiny(channels_last=False)._use_channels_last(x)
+    seen = _stem_layouts(auto)
+    traced = torch.jit.trace(auto.eval(), x, check_trace=False)
+    assert seen == [False]  # traced graphs keep the input's layout
+    traced(x)
+    with pytest.raises(TypeError, match='channels_last must be None'):
+        tiny(channels_last='auto')
+
+
+@pytest.mark.parametrize('variant', ['v1', 'v1b'])
+def test_automatic_channels_last_exact(variant):
+    """Automatic channels_last computes the NCHW model's function: in float64
+    (where the layouts' accumulation orders cannot hide a wrong value) two
+    training steps give the same outputs, input grads, weights and BN
+    statistics, and the outputs come back in the input's memory format."""
+    nchw = randomize(tiny(**VARIANTS[variant])).double()
+    auto = copy.deepcopy(nchw)
+    auto.channels_last = None
+    seen = _stem_layouts(auto)
+    x = torch.randn(2, 3, 40, 40, dtype=torch.float64)
+    out_a, grad_a = train_steps(auto.train(), [x])
+    out_n, grad_n = train_steps(nchw.train(), [x])
+    assert seen == [True]
+    for a, b in zip(out_a[0], out_n[0]):
+        assert a.is_contiguous()  # NCHW in, NCHW out
+        assert_close(a, b, 1e-10)
+    assert grad_a[0].is_contiguous()
+    assert_close(grad_a[0], grad_n[0], 1e-10)
+    assert_same_state(auto, nchw, 1e-10)
+    # a channels_last input stays channels_last, without copies back
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        outs = auto.eval()(x_cl)
+        assert seen == [True, True]
+        for a, b in zip(outs, nchw.eval()(x)):
+            assert a.is_contiguous(memory_format=torch.channels_last)
+            assert_close(a, b, 1e-10)
+    # float32 eval: the same up to rounding
+    auto32, nchw32 = auto.float(), nchw.float()
+    with torch.no_grad():
+        for a, b in zip(auto32(x.float()), nchw32(x.float())):
+            assert_close(a, b, 1e-5)
+
+
+@pytest.mark.parametrize('cfg', [dict(), dict(se_ratio=4),
+                                 dict(drop_path_rate=0.3)],
+                         ids=['v1', 'se', 'drop_path'])
+def test_in_place_residual_add_exact(cfg):
+    """The residual is added into the branch's output where no hook or
+    plugin can hold that tensor: the same bits as adding out of place."""
+    fast = randomize(tiny(**cfg)).train()
+    ref = copy.deepcopy(fast)
+    for b in blocks(ref):
+        b._may_add_in_place = lambda: False
+    assert all(b._may_add_in_place() for b in blocks(fast))
+    x = torch.randn(2, 3, 32, 32)
+    torch.manual_seed(1)
+    out_f, grad_f = train_steps(fast, [x])
+    torch.manual_seed(1)
+    out_r, grad_r = train_steps(ref, [x])
+    for a, b in zip(out_f[0], out_r[0]):
+        assert torch.equal(a, b)
+    assert torch.equal(grad_f[0], grad_r[0])
+    assert_same_state(fast, ref, 0)
+    # what could see the tensor change keeps the out-of-place addition
+    block = blocks(fast)[1]
+    handle = block.norm3.register_forward_hook(lambda *_: None)
+    assert not block._may_add_in_place()
+    handle.remove()
+    plugin = dict(cfg=dict(type='ContextBlock', ratio=1. / 4),
+                  position='after_conv3')
+    assert not blocks(tiny(plugins=[plugin]))[0]._may_add_in_place()

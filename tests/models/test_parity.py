@@ -11,6 +11,9 @@ from res2net_mm.converters.keymaps import (add_prefix, from_mindcv,
 
 from .utils import assert_close, mindcv_net, randomize
 
+# Compared with the references' own layout (see the fixture).
+pytestmark = pytest.mark.usefixtures('nchw_like_references')
+
 # Res2Net-family twins; the DLA twins are compared in test_dla.py.
 TIMM_VARIANTS = {v.timm: name for name, v in VARIANTS.items()
                  if v.timm and v.model == 'Res2Net'

@@ -10,6 +10,11 @@ the repetitions are reported, with their spread. Modes:
   :func:`res2net_mm.deploy.fuse_res2net`), mmcv's ``fuse_conv_bn`` for every
   peer (their best available path; it folds what it can).
 
+On CPU res2net_mm computes in channels_last whatever the input's layout (its
+``channels_last=None`` default; outputs come back in the input's layout), so
+in the NCHW columns it runs other kernels than the peers; ``ours-26w4s-nchw``
+turns that off, and the channels_last columns compare the same kernels.
+
 Peers: mmpretrain's and mmdet's Res2Net backbones (with the same pooling and
 linear head as timm's classifiers), timm's ``res2net50_26w_4s``,
 ``res2net50d`` and ``resnet50``. Ratios compare models of the same
@@ -67,10 +72,10 @@ class _Head(nn.Module):
         return self.fc(self.pool(self.backbone(x)[-1]).flatten(1))
 
 
-def _ours(arch, fast_path=True):
+def _ours(arch, fast_path=True, channels_last=None):
     def build():
         from res2net_mm.models import Bottle2neck, build_classifier
-        model = build_classifier(arch)
+        model = build_classifier(arch, channels_last=channels_last)
         for m in model.modules():
             if isinstance(m, Bottle2neck):
                 m.fast_path = fast_path
@@ -102,6 +107,10 @@ MODELS: Dict[str, tuple] = {
     'timm-26w4s': (ARCH_26W4S, _timm('res2net50_26w_4s')),
     # The same model with the grouped stage convs off: what they gain.
     'ours-26w4s-plain': (ARCH_26W4S, _ours('res2net50_26w_4s', False)),
+    # Computing in the input's layout (no automatic channels_last on CPU):
+    # in NCHW, the same kernels as the peers.
+    'ours-26w4s-nchw': (ARCH_26W4S, _ours('res2net50_26w_4s',
+                                          channels_last=False)),
     'ours-v1b': (ARCH_V1B, _ours('res2net50_v1b_26w_4s')),
     'mmdet-v1d': (ARCH_V1B, _mmdet),
     'timm-res2net50d': (ARCH_V1B, _timm('res2net50d')),
