@@ -66,3 +66,33 @@ def test_ours_variants_differ_only_in_what_they_name():
     assert blocks and not any(b.fast_path for b in blocks)
     assert all(m[0] == '26w4s' for k, m in models.items()
                if k.startswith('ours-26w4s'))
+
+
+def test_mfu_inputs_and_arithmetic():
+    """What ``--device cuda`` reports as MFU, checked without a GPU: the
+    forward FLOPs torch counts (2 x the MACs res2net_mm counts), the peak
+    looked up by GPU name, and the utilisation formula."""
+    import argparse
+
+    import pytest
+    from res2net_mm.utils import count_macs
+    bench = _benchmark()
+    flops = bench.forward_flops('ours-26w4s', argparse.Namespace(size=64))
+    model = bench.MODELS['ours-26w4s'][1]().eval()
+    assert flops == pytest.approx(2 * count_macs(model, (1, 3, 64, 64)),
+                                  rel=0.01)
+    assert bench.gpu_peak_tflops('NVIDIA H100 80GB HBM3') == 989.
+    assert bench.gpu_peak_tflops('NVIDIA H100 80GB HBM3', 500.) == 500.
+    assert bench.gpu_peak_tflops('Some Future GPU') is None
+    # 1000 img/s x 4 GFLOP x 3 (train) over 120 TFLOP/s = 10%
+    assert bench.mfu_percent(1000., 4e9, 'train', 120.) == pytest.approx(10.)
+    assert bench.mfu_percent(1000., 4e9, 'eval', 120.) == pytest.approx(
+        10. / 3)
+
+
+def test_cuda_without_a_gpu_is_a_clear_error(capsys, monkeypatch):
+    import pytest
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit):
+        _benchmark().parse_args(['--device', 'cuda'])
+    assert 'torch sees no CUDA device' in capsys.readouterr().err

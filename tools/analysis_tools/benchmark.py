@@ -200,6 +200,26 @@ def forward_flops(name: str, args) -> float:
     return float(counter.get_total_flops())
 
 
+def gpu_peak_tflops(gpu_name: str,
+                    override: Optional[float] = None) -> Optional[float]:
+    """Dense bf16 peak of a GPU in TFLOP/s, by its name, for MFU (None when
+    the name is not in :data:`PEAK_TFLOPS` and no ``--peak-tflops`` is
+    given)."""
+    if override is not None:
+        return override
+    return next((v for k, v in PEAK_TFLOPS.items() if k in gpu_name), None)
+
+
+def mfu_percent(imgs_per_s: float, forward_flops_per_img: float, mode: str,
+                peak_tflops: float) -> float:
+    """Model FLOP utilisation in %: the FLOPs the model needs (a training
+    step counts 3 forwards: backward costs about two) per second, over the
+    GPU's peak."""
+    factor = 3 if mode == 'train' else 1
+    return 100 * imgs_per_s * forward_flops_per_img * factor / (
+        peak_tflops * 1e12)
+
+
 def peak_memory(name: str, fmt: str, args) -> Optional[Dict[str, float]]:
     """Peak training memory in MiB (``tensors``, ``rss``), measured in a
     fresh subprocess."""
@@ -373,9 +393,11 @@ def main(argv=None) -> dict:
     mfu = {}
     if args.device == 'cuda':
         gpu = torch.cuda.get_device_name()
-        peak = args.peak_tflops or next(
-            (v for k, v in PEAK_TFLOPS.items() if k in gpu), None)
-        if peak:
+        peak = gpu_peak_tflops(gpu, args.peak_tflops)
+        if peak is None:
+            print(f'no peak TFLOP/s known for {gpu!r}: pass --peak-tflops '
+                  f'for MFU', file=sys.stderr)
+        else:
             for n in args.models:
                 mfu[n] = (forward_flops(n, args), peak)
 
@@ -387,8 +409,7 @@ def main(argv=None) -> dict:
                 f'{c.spread:8.1f}')
         if mfu and c.name in mfu:
             flops, peak = mfu[c.name]
-            factor = 3 if c.mode == 'train' else 1  # fwd + 2x for backward
-            line += f' {100 * c.imgs * flops * factor / (peak * 1e12):6.1f}'
+            line += f' {mfu_percent(c.imgs, flops, c.mode, peak):6.1f}'
         if mem and c.mode == 'train' and mem.get((c.name, c.fmt)):
             m = mem[(c.name, c.fmt)]
             rss = f'{m["rss"]:7.0f}' if m['rss'] is not None else f'{"-":>7}'
