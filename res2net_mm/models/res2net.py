@@ -88,8 +88,8 @@ class Res2Net(FreezableBackbone):
             bit-identical to per-split implementations such as mmdet's.
             Defaults to True.
         channels_last (bool, optional): Compute in the channels_last memory
-            format. None (default) does so on CPU, where oneDNN's convs run
-            1.2-1.5x faster in it than in NCHW, unless ``fast_path=False``
+            format. None (default) does so on CPU, where oneDNN runs this
+            network 1.2x faster in it than in NCHW, unless ``fast_path=False``
             (bit-identity with per-split implementations) or a plugin or
             deformable conv that expects NCHW is configured, and not while
             tracing, exporting or compiling. True: always; False: never. The
