@@ -11,7 +11,7 @@ plain ``F.conv2d`` + ``add`` + ``relu`` sequence, which computes the same values
 Given a plain weight, every oneDNN call first reorders it into the blocked
 layout its kernel reads; a deploy model's weights do not change, so each conv's
 reordered weight is kept (per input shape, as ``torch.compile``'s freezing
-does) and the reorder runs once. The cache notices in-place changes made
+does: one more copy of the weights in memory) and the reorder runs once. The cache notices in-place changes made
 through the parameter (its version counter: ``load_state_dict``, optimizer
 steps) and a replaced parameter; writes through ``.data`` bypass the counter.
 
