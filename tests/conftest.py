@@ -14,9 +14,10 @@ def _seed():
 
 @pytest.fixture
 def nchw_like_references(monkeypatch):
-    """Run res2net_mm's Res2Net in NCHW, the layout the reference
+    """Run res2net_mm's backbones in NCHW, the layout the reference
     implementations compute in, so that a comparison with them sees the same
     oneDNN kernels. The automatic channels_last switch changes float rounding
-    only (about 1e-6); tests/models/test_fast_paths.py tests it on its own."""
-    from res2net_mm import Res2Net
-    monkeypatch.setattr(Res2Net, '_use_channels_last', lambda self, x: False)
+    only (about 1e-6); tests/models/test_layout.py tests it on its own."""
+    from res2net_mm.models.base import FreezableBackbone
+    monkeypatch.setattr(FreezableBackbone, '_use_channels_last',
+                        lambda self, x: False)

@@ -145,6 +145,9 @@ class BLRes2Net(FreezableBackbone):
         norm_cfg (dict): Norm layer config. Defaults to BN.
         norm_eval (bool): Keep norm layers in eval mode during training.
         with_cp (bool): Activation checkpointing in every block.
+        channels_last (bool, optional): Compute in channels_last: None (default)
+            on CPU, True always, False never (see :class:`Res2Net`). Outputs
+            come back in the input's memory format.
         zero_init_residual (bool): Zero the last norm of every block at init
             (as bLResNet does). Defaults to True.
         init_cfg (dict or list[dict], optional): Initialization config.
@@ -166,6 +169,7 @@ class BLRes2Net(FreezableBackbone):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 channels_last: Optional[bool] = None,
                  zero_init_residual: bool = True,
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
@@ -173,6 +177,7 @@ class BLRes2Net(FreezableBackbone):
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
+        self._set_channels_last(channels_last)
         settings = resolve_arch(
             'bLRes2Net', dict(depth=50, scales=4, base_width=26, groups=1),
             arch, depth=depth, scales=scales, base_width=base_width,
@@ -317,10 +322,11 @@ class BLRes2Net(FreezableBackbone):
                     constant_init(m.norm3, 0)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x, restore = self._enter_layout(x)
         x = self._stem(x)
         outs = []
         for i in range(4):
             x = getattr(self, f'layer{i + 1}')(x)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous() if restore else x)
         return tuple(outs)

@@ -217,6 +217,9 @@ class Res2NetDLA(FreezableBackbone):
         conv_cfg (dict, optional): Conv layer config.
         norm_cfg (dict): Norm layer config. Defaults to BN.
         norm_eval (bool): Keep norm layers in eval mode during training.
+        channels_last (bool, optional): Compute in channels_last: None (default)
+            on CPU, True always, False never (see :class:`Res2Net`). Outputs
+            come back in the input's memory format.
         init_cfg (dict or list[dict], optional): Initialization config.
             ``dict(type='Pretrained', checkpoint=PATH, prefix=...)`` loads
             timm / official / res2net_mm weights strictly (the official unused
@@ -235,12 +238,14 @@ class Res2NetDLA(FreezableBackbone):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
+                 channels_last: Optional[bool] = None,
                  init_cfg=[
                      dict(type='Kaiming', layer=['Conv2d']),
                      dict(type='Constant', val=1,
                           layer=['_BatchNorm', 'GroupNorm'])
                  ]):
         super().__init__(init_cfg=init_cfg)
+        self._set_channels_last(channels_last)
         settings = resolve_arch(
             'Res2NetDLA', dict(depth=60, scales=4, base_width=28, groups=1),
             arch, depth=depth, scales=scales, base_width=base_width,
@@ -324,12 +329,13 @@ class Res2NetDLA(FreezableBackbone):
         super().init_weights()
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x, restore = self._enter_layout(x)
         x = self.base_layer(x)
         outs = []
         for i in range(6):
             x = getattr(self, f'level{i}')(x)
             if i in self.out_indices:
-                outs.append(x)
+                outs.append(x.contiguous() if restore else x)
         return tuple(outs)
 
 

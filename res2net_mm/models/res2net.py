@@ -6,7 +6,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model.weight_init import constant_init
 from torch import nn
 
-from ..deploy.ops import conv_act, exporting
+from ..deploy.ops import conv_act
 from ..registry import MODELS
 from .base import FreezableBackbone
 from .bottle2neck import PLUGIN_POSITIONS, Bottle2neck
@@ -164,14 +164,11 @@ class Res2Net(FreezableBackbone):
         self.norm_cfg = norm_cfg
         self.norm_eval = norm_eval
         self.with_cp = with_cp
-        if channels_last not in (None, True, False):
-            raise TypeError(f'channels_last must be None (automatic), True or '
-                            f'False, got {channels_last!r}')
-        self.channels_last = channels_last
         # Plugins and deformable convs come from other libraries, which may
         # view() their inputs as NCHW; automatic mode leaves them NCHW.
-        self._auto_channels_last = fast_path and not plugins and (
-            dcn is None or not any(stage_with_dcn[:num_stages]))
+        self._set_channels_last(channels_last, auto=fast_path and not plugins
+                                and (dcn is None
+                                     or not any(stage_with_dcn[:num_stages])))
         self.zero_init_residual = zero_init_residual
         self.deploy = False
 
@@ -407,20 +404,8 @@ class Res2Net(FreezableBackbone):
             return conv_act(x, self.conv1)  # deploy: conv + bias + ReLU
         return self.relu(self.norm1(self.conv1(x)))
 
-    def _use_channels_last(self, x: torch.Tensor) -> bool:
-        if self.channels_last is not None:
-            return self.channels_last
-        return (self._auto_channels_last and x.device.type == 'cpu'
-                and x.dim() == 4 and not exporting())
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        # Restore NCHW outputs only for an input that was not channels_last:
-        # downstream code may view() them as NCHW.
-        restore = False
-        if self._use_channels_last(x):
-            cl = torch.channels_last
-            restore = not x.is_contiguous(memory_format=cl)
-            x = x.contiguous(memory_format=cl)
+        x, restore = self._enter_layout(x)
         x = self.maxpool(self._stem(x))
         outs = []
         for i, name in enumerate(self.res_layers):

@@ -10,6 +10,9 @@ from res2net_mm.utils import count_macs, count_params
 
 from .utils import assert_close, batchnorms, randomize
 
+# Compared with timm in its own layout (see the fixture).
+pytestmark = pytest.mark.usefixtures('nchw_like_references')
+
 ARCHS = sorted(TIMM_NAMES)
 # REFERENCE.md section 2: the official models, unused project convs included.
 OFFICIAL_PARAMS = {'res2net_dla60': 21_145_544, 'res2next_dla60': 17_330_456}
