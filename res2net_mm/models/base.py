@@ -1,6 +1,6 @@
 """What every res2net_mm backbone shares: the downstream training contract and
 the memory format it computes in."""
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmengine.model import BaseModule
@@ -33,6 +33,23 @@ class FreezableBackbone(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
+
+    @staticmethod
+    def _check_outputs(out_indices: Sequence[int], num_outputs: int,
+                       frozen_stages: int, max_frozen: int,
+                       unit: str = 'stage') -> None:
+        """Check ``out_indices`` against ``num_outputs`` stages (or levels)
+        and ``frozen_stages`` against ``-1 .. max_frozen``."""
+        if not out_indices:
+            raise ValueError(f'out_indices must name at least one {unit}')
+        for i in out_indices:
+            if not -num_outputs <= i < num_outputs:
+                raise IndexError(
+                    f'out_indices entry {i} is out of range: valid are 0 to '
+                    f'{num_outputs - 1} (or -{num_outputs} to -1)')
+        if not -1 <= frozen_stages <= max_frozen:
+            raise ValueError(f'frozen_stages must be -1 (none) to '
+                             f'{max_frozen} (all), got {frozen_stages}')
 
     def _set_channels_last(self, channels_last: Optional[bool],
                            auto: bool = True) -> None:
@@ -68,3 +85,8 @@ class FreezableBackbone(BaseModule):
         cl = torch.channels_last
         return x.contiguous(memory_format=cl), not x.is_contiguous(
             memory_format=cl)
+
+    @staticmethod
+    def _leave_layout(out: torch.Tensor, restore: bool) -> torch.Tensor:
+        """An output in the input's layout (see :meth:`_enter_layout`)."""
+        return out.contiguous() if restore else out

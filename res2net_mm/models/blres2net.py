@@ -188,15 +188,7 @@ class BLRes2Net(FreezableBackbone):
         if alpha < 1 or beta < 1:
             raise ValueError(f'alpha and beta must be >= 1, got {alpha} and '
                              f'{beta}')
-        if not out_indices:
-            raise ValueError('out_indices must name at least one stage')
-        for i in out_indices:
-            if not -4 <= i < 4:
-                raise IndexError(f'out_indices entry {i} is out of range: '
-                                 f'valid are 0 to 3 (or -4 to -1)')
-        if not -1 <= frozen_stages <= 4:
-            raise ValueError(f'frozen_stages must be -1 (none) to 4 (all), '
-                             f'got {frozen_stages}')
+        self._check_outputs(out_indices, 4, frozen_stages, 4)
         self.arch = arch
         self.depth = settings['depth']
         self.scales = settings['scales']
@@ -328,5 +320,5 @@ class BLRes2Net(FreezableBackbone):
         for i in range(4):
             x = getattr(self, f'layer{i + 1}')(x)
             if i in self.out_indices:
-                outs.append(x.contiguous() if restore else x)
+                outs.append(self._leave_layout(x, restore))
         return tuple(outs)

@@ -256,15 +256,8 @@ class Res2NetDLA(FreezableBackbone):
         if not isinstance(settings['scales'], int) or settings['scales'] < 2:
             raise ValueError(f'scales must be an integer >= 2, got '
                              f'{settings["scales"]!r}')
-        for i in out_indices:
-            if not -6 <= i < 6:
-                raise IndexError(f'out_indices entry {i} is out of range: '
-                                 f'valid are 0 to 5 (or -6 to -1)')
-        if not out_indices:
-            raise ValueError('out_indices must name at least one level')
-        if not -1 <= frozen_stages <= 5:
-            raise ValueError(f'frozen_stages must be -1 (none) to 5 (all), '
-                             f'got {frozen_stages}')
+        # frozen_stages counts levels from 0 (base_layer goes with level 0).
+        self._check_outputs(out_indices, 6, frozen_stages, 5, unit='level')
         self.arch = arch
         self.depth = settings['depth']
         self.scales = settings['scales']
@@ -335,7 +328,7 @@ class Res2NetDLA(FreezableBackbone):
         for i in range(6):
             x = getattr(self, f'level{i}')(x)
             if i in self.out_indices:
-                outs.append(x.contiguous() if restore else x)
+                outs.append(self._leave_layout(x, restore))
         return tuple(outs)
 
 

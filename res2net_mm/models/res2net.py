@@ -251,16 +251,8 @@ class Res2Net(FreezableBackbone):
         if len(stage_with_dcn) < num_stages:
             raise ValueError(f'stage_with_dcn needs {num_stages} entries, got '
                              f'{tuple(stage_with_dcn)}')
-        if not out_indices:
-            raise ValueError('out_indices must name at least one stage')
-        for i in out_indices:
-            if not -num_stages <= i < num_stages:
-                raise IndexError(
-                    f'out_indices entry {i} is out of range: valid are 0 to '
-                    f'{num_stages - 1} (or -{num_stages} to -1)')
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be -1 (none) to '
-                             f'{num_stages} (all), got {frozen_stages}')
+        self._check_outputs(out_indices, num_stages, frozen_stages,
+                            num_stages)
         if stage_pool not in STAGE_POOL_MODES:
             raise ValueError(f'stage_pool must be one of {STAGE_POOL_MODES}, '
                              f'got {stage_pool!r}')
@@ -411,5 +403,5 @@ class Res2Net(FreezableBackbone):
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)
             if i in self.out_indices:
-                outs.append(x.contiguous() if restore else x)
+                outs.append(self._leave_layout(x, restore))
         return tuple(outs)
