@@ -16,6 +16,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mmengine.config import Config, ConfigDict, DictAction  # noqa: E402
 
 from res2net_mm.engine import (build_runner,  # noqa: E402
+                               exit_after_distributed,
                                finish_distributed)
 
 
@@ -145,3 +146,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     main()
+    exit_after_distributed()  # a no-op unless run distributed

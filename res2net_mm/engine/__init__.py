@@ -1,6 +1,7 @@
 """Runtime helpers for training and testing with mmengine 0.10.7."""
 from .checkpoint import allow_training_checkpoints, training_checkpoint_globals
-from .dist import finish_distributed, setup_cpu_distributed
+from .dist import (exit_after_distributed, finish_distributed,
+                   setup_cpu_distributed)
 from .loops import (RNGStateHook, ResumableEpochBasedTrainLoop, get_rng_state,
                     set_rng_state)
 from .registry import HOOKS, LOOPS
@@ -8,7 +9,7 @@ from .runner import build_runner, register_scope_modules
 
 __all__ = [
     'allow_training_checkpoints', 'training_checkpoint_globals',
-    'setup_cpu_distributed', 'finish_distributed', 'RNGStateHook',
-    'ResumableEpochBasedTrainLoop', 'get_rng_state', 'set_rng_state', 'HOOKS',
-    'LOOPS', 'build_runner', 'register_scope_modules'
+    'setup_cpu_distributed', 'finish_distributed', 'exit_after_distributed',
+    'RNGStateHook', 'ResumableEpochBasedTrainLoop', 'get_rng_state',
+    'set_rng_state', 'HOOKS', 'LOOPS', 'build_runner', 'register_scope_modules'
 ]
