@@ -11,9 +11,10 @@ plain ``F.conv2d`` + ``add`` + ``relu`` sequence, which computes the same values
 Given a plain weight, every oneDNN call first reorders it into the blocked
 layout its kernel reads; a deploy model's weights do not change, so each conv's
 reordered weight is kept (per input shape, as ``torch.compile``'s freezing
-does: one more copy of the weights in memory) and the reorder runs once. The cache notices in-place changes made
-through the parameter (its version counter: ``load_state_dict``, optimizer
-steps) and a replaced parameter; writes through ``.data`` bypass the counter.
+does: one more copy of the weights in memory) and the reorder runs once. The
+cache notices in-place changes made through the parameter (its version
+counter: ``load_state_dict``, optimizer steps) and a replaced parameter; writes
+through ``.data`` bypass the counter.
 
 Only torch is imported here, so the backbone can use these helpers without
 pulling in anything else.

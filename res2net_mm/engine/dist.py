@@ -114,11 +114,12 @@ def finish_distributed() -> None:
     if torch_dist.is_available() and torch_dist.is_initialized():
         torch_dist.barrier()
         torch_dist.destroy_process_group()
-        _torn_down[0] = True
+        global _torn_down
+        _torn_down = True
 
 
 # Set by finish_distributed once this process has torn a process group down.
-_torn_down = [False]
+_torn_down = False
 
 
 def exit_after_distributed() -> None:
@@ -140,7 +141,7 @@ def exit_after_distributed() -> None:
     Does nothing unless :func:`finish_distributed` tore a process group down
     in this process, so single-process runs exit the usual way.
     """
-    if not _torn_down[0]:
+    if not _torn_down:
         return
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:

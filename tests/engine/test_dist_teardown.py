@@ -6,15 +6,13 @@ still dropping tensors when the interpreter finalises aborts the process
 the process before finalisation, after doing what a normal exit does.
 """
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 from res2net_mm.engine import exit_after_distributed, finish_distributed
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from tests.models.utils import REPO, free_port
 
 # Loads res2net_mm/engine/dist.py alone (it needs only torch), so that a job
 # starts in about a second.
@@ -27,12 +25,6 @@ PRELUDE = textwrap.dedent('''
     r2n_dist = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(r2n_dist)
 ''')
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def _script(tmp_path, body):
@@ -53,7 +45,7 @@ def test_exit_does_what_a_normal_exit_does(tmp_path):
         import atexit, threading, time
         out = {str(tmp_path)!r}
         dist.init_process_group(
-            'gloo', init_method='tcp://127.0.0.1:{_free_port()}', rank=0,
+            'gloo', init_method='tcp://127.0.0.1:{free_port()}', rank=0,
             world_size=1)
         atexit.register(lambda: open(os.path.join(out, 'atexit'), 'w').close())
 
@@ -100,7 +92,7 @@ def test_ddp_jobs_on_one_core_exit_cleanly(tmp_path):
     for attempt in range(10):
         proc = subprocess.run([
             sys.executable, '-m', 'torch.distributed.run',
-            '--nproc_per_node=2', f'--master_port={_free_port()}', script
+            '--nproc_per_node=2', f'--master_port={free_port()}', script
         ],
                               env=env,
                               capture_output=True,

@@ -12,6 +12,8 @@ from res2net_mm.engine import (RNGStateHook, ResumableEpochBasedTrainLoop,
                                get_rng_state, set_rng_state,
                                setup_cpu_distributed)
 
+from tests.models.utils import free_port
+
 
 def test_scoped_types_resolve_from_mmengine_roots():
     assert LOOPS.get('res2net_mm.ResumableEpochBasedTrainLoop') is \
@@ -40,10 +42,7 @@ def test_cpu_distributed_needs_launcher_env(monkeypatch):
 @pytest.mark.skipif(torch.cuda.is_available(),
                     reason='with CUDA mmengine initialises nccl itself')
 def test_cpu_distributed_initialises_gloo(monkeypatch):
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+    port = free_port()
     monkeypatch.setenv('RANK', '0')
     monkeypatch.setenv('WORLD_SIZE', '1')
     monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')

@@ -1,6 +1,7 @@
 """Helpers shared by the test suite (models, converters, downstream)."""
 import importlib.util
 import os.path as osp
+import socket
 
 import numpy as np
 import torch
@@ -21,6 +22,13 @@ def load_tool(rel_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
 
 @torch.no_grad()

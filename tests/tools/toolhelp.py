@@ -1,9 +1,10 @@
 """Helpers for the tools tests: run the scripts as users do, on tiny data."""
 import os
 import os.path as osp
-import socket
 import subprocess
 import sys
+
+from tests.models.utils import free_port  # noqa: F401 (for the tools tests)
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(REPO, 'configs', 'demo',
@@ -34,12 +35,6 @@ def run_tool(args, timeout=300, env=None, check=True):
         raise AssertionError(f'{" ".join(cmd)} failed ({proc.returncode}):\n'
                              f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
     return proc
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def tiny_digits_opts(data_root, num_train=64, num_val=32, batch_size=16,
