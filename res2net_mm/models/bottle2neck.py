@@ -10,10 +10,11 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from ..deploy.ops import conv_act, exporting
-from .hierarchy import chained_splits
+from .hierarchy import can_chain, chained_splits
 from .layers import DropPath, SELayer
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
+STYLES = ('pytorch', 'caffe')
 
 
 def split_width(planes: int, base_width: int, groups: int = 1,
@@ -45,9 +46,16 @@ class Bottle2neck(BaseModule):
     Args:
         in_channels (int): Input channels.
         planes (int): Bottleneck channels; the block outputs ``planes * 4``.
-        stride (int): Stride of the 3x3 convs (and of the last split's pool).
+        stride (int): Stride of the block: of the 3x3 convs (and of the last
+            split's pool) in style ``'pytorch'``, of ``conv1`` in ``'caffe'``.
         dilation (int): Dilation of the 3x3 convs.
         downsample (nn.Module, optional): Shortcut projection. Defaults to None.
+        style (str): ``'pytorch'`` or ``'caffe'``: where the stride sits, as in
+            mmdet's and mmpretrain's bottlenecks. ``'caffe'`` strides the first
+            1x1 conv and runs the 3x3 convs and the stage pool at stride 1.
+            Defaults to ``'pytorch'``.
+        expansion (int): Output channels per plane (``planes * expansion``);
+            the split width does not depend on it. Defaults to 4.
         scales (int): Number of splits (``s`` in the paper). Defaults to 4.
         base_width (int): Split width at ``planes=64`` (``w``). Defaults to 26.
         groups (int): Cardinality of the grouped 3x3 convs (Res2NeXt).
@@ -104,6 +112,8 @@ class Bottle2neck(BaseModule):
                  stride: int = 1,
                  dilation: int = 1,
                  downsample: Optional[nn.Module] = None,
+                 style: str = 'pytorch',
+                 expansion: int = 4,
                  scales: int = 4,
                  base_width: int = 26,
                  groups: int = 1,
@@ -123,10 +133,19 @@ class Bottle2neck(BaseModule):
         if scales < 2:
             raise ValueError(
                 f'scales must be >= 2 (scales=1 is a plain ResNet), got {scales}')
+        if style not in STYLES:
+            raise ValueError(f'style must be one of {STYLES} (where the '
+                             f'stride sits), got {style!r}')
         self.in_channels = in_channels
         self.planes = planes
-        self.out_channels = planes * self.expansion
+        self.expansion = expansion
+        self.out_channels = planes * expansion
         self.stride = stride
+        self.style = style
+        # caffe: conv1 downsamples, so the 3x3 convs and the pool see the new
+        # resolution already.
+        conv1_stride, conv2_stride = (stride, 1) if style == 'caffe' \
+            else (1, stride)
         self.scales = scales
         self.stage_block = stage_block
         self.with_cp = with_cp
@@ -141,7 +160,8 @@ class Bottle2neck(BaseModule):
                 f'at planes={planes}; increase base_width')
 
         self.conv1 = build_conv_layer(
-            conv_cfg, in_channels, width * scales, kernel_size=1, bias=False)
+            conv_cfg, in_channels, width * scales, kernel_size=1,
+            stride=conv1_stride, bias=False)
         self.norm1_name, norm1 = build_norm_layer(
             norm_cfg, width * scales, postfix=1)
         self.add_module(self.norm1_name, norm1)
@@ -151,7 +171,7 @@ class Bottle2neck(BaseModule):
         if dcn is not None:
             dcn = dict(dcn)
             fallback_on_stride = dcn.pop('fallback_on_stride', False)
-            if not (fallback_on_stride and stride != 1):
+            if not (fallback_on_stride and conv2_stride != 1):
                 if conv_cfg is not None:
                     raise ValueError('conv_cfg must be None when dcn is set')
                 # Imported here so that the backbone needs compiled mmcv ops only
@@ -165,7 +185,7 @@ class Bottle2neck(BaseModule):
                 width,
                 width,
                 kernel_size=3,
-                stride=stride,
+                stride=conv2_stride,
                 padding=dilation,
                 dilation=dilation,
                 groups=groups,
@@ -175,8 +195,9 @@ class Bottle2neck(BaseModule):
             for i in range(scales - 1))
         # The last split bypasses the 3x3 convs; in a stage block it must still
         # reach the new resolution.
-        if stage_block and (stride != 1 or pool_at_stride1):
-            self.pool = nn.AvgPool2d(kernel_size=3, stride=stride, padding=1)
+        if stage_block and (conv2_stride != 1 or pool_at_stride1):
+            self.pool = nn.AvgPool2d(
+                kernel_size=3, stride=conv2_stride, padding=1)
         else:
             self.pool = None
 
@@ -279,7 +300,7 @@ class Bottle2neck(BaseModule):
         affine BNs that track running statistics."""
         if self.stage_block or not torch.is_grad_enabled():
             return False
-        if torch.is_autocast_enabled(x.device.type) or exporting():
+        if not can_chain(x.device.type) or exporting():
             return False
         if not (x.requires_grad or any(p.requires_grad
                                        for p in self.convs.parameters())
