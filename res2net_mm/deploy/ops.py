@@ -19,6 +19,7 @@ through ``.data`` bypass the counter.
 Only torch is imported here, so the backbone can use these helpers without
 pulling in anything else.
 """
+import sys
 import weakref
 from typing import Optional
 
@@ -36,10 +37,23 @@ _PACKED: 'weakref.WeakKeyDictionary[nn.Conv2d, tuple]' = \
     weakref.WeakKeyDictionary()
 
 
+def _dynamo_is_compiling() -> bool:
+    """``torch.compiler.is_compiling`` for torch < 2.3, which has only the
+    private ``torch._dynamo.is_compiling``. Nothing compiles before dynamo
+    is imported, so this does not import it."""
+    return 'torch._dynamo' in sys.modules and torch._dynamo.is_compiling()
+
+
+# Looked up once: public since torch 2.3.
+_is_compiling = getattr(torch.compiler, 'is_compiling', _dynamo_is_compiling)
+
+
 def exporting() -> bool:
+    """Whether this forward is being scripted, traced, compiled or exported
+    to ONNX (the fused kernels have no symbolic for any of them)."""
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return True
-    if torch.compiler.is_compiling():
+    if _is_compiling():
         return True
     onnx = getattr(torch, 'onnx', None)
     return bool(onnx is not None and onnx.is_in_onnx_export())

@@ -8,6 +8,14 @@ conv input is one addition of two tensors that are kept anyway.
 same backward kernels autograd would run, but keeps only the BN inputs: the
 ReLU masks are read from the concatenation and the conv inputs recomputed.
 Same numbers; ``2 * scales - 3`` fewer activation tensors per block.
+
+The BN kernels it calls are the ones ``F.batch_norm`` runs. torch >= 2.3 has
+``aten._batch_norm_with_update`` / ``_batch_norm_no_update`` /
+``batch_norm_backward`` (which pick cuDNN, MIOpen or the native kernel as
+``F.batch_norm`` does); they are looked up once, at import. Older torch (2.1,
+2.2) runs ``aten.native_batch_norm`` on CPU, so there ChainedSplits uses it;
+on other devices those versions' ``F.batch_norm`` may pick cuDNN, which has no
+public op, and the block runs op by op (:func:`can_chain` says which).
 """
 from typing import List, Optional, Sequence, Tuple
 
@@ -17,17 +25,87 @@ from torch import nn
 
 _aten = torch.ops.aten
 
+# The BN ops of torch >= 2.3 (see the module docstring); False on 2.1 / 2.2.
+HAS_BN_WITH_UPDATE = all(
+    hasattr(_aten, op) for op in ('_batch_norm_with_update',
+                                  '_batch_norm_no_update',
+                                  'batch_norm_backward'))
+
+
+def _autocast_takes_device() -> bool:
+    try:
+        torch.is_autocast_enabled('cpu')
+    except TypeError:  # torch < 2.4: no argument, CUDA only
+        return False
+    return True
+
+
+_AUTOCAST_TAKES_DEVICE = _autocast_takes_device()
+
+
+def autocast_enabled(device_type: str) -> bool:
+    """``torch.is_autocast_enabled(device_type)`` on every torch >= 2.1.
+
+    Before torch 2.4 each device has its own getter
+    (``torch.is_autocast_cpu_enabled``, ``torch.is_autocast_enabled`` for
+    CUDA, ``torch.is_autocast_xpu_enabled``, ...); those are deprecated since.
+    """
+    if _AUTOCAST_TAKES_DEVICE:
+        return torch.is_autocast_enabled(device_type)
+    if device_type == 'cuda':
+        return torch.is_autocast_enabled()
+    getter = getattr(torch, f'is_autocast_{device_type}_enabled', None)
+    return bool(getter()) if getter is not None else False
+
+
+def can_chain(device_type: str) -> bool:
+    """Whether :class:`ChainedSplits` reproduces autograd on this device now:
+    not under autocast (whose casts it would have to replay), and with the BN
+    kernels ``F.batch_norm`` runs there (see the module docstring).
+
+    Args:
+        device_type (str): The input's ``device.type``.
+    """
+    if autocast_enabled(device_type):
+        return False
+    return HAS_BN_WITH_UPDATE or device_type == 'cpu'
+
 
 def _batch_norm(x: torch.Tensor, bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, ...]:
     """``bn(x)`` as ``nn.BatchNorm2d.forward`` computes it, with the
-    statistics its backward needs (the kernels ``F.batch_norm`` runs)."""
+    statistics its backward needs (the kernels ``F.batch_norm`` runs):
+    ``(out, save_mean, save_rstd, reserve)``."""
     if bn.training:
         bn.num_batches_tracked.add_(1)
+    if not HAS_BN_WITH_UPDATE:
+        # torch < 2.3 on CPU (can_chain): updates the running statistics in
+        # training, as F.batch_norm does; it has no reserve space.
+        out = _aten.native_batch_norm(x, bn.weight, bn.bias, bn.running_mean,
+                                      bn.running_var, bn.training,
+                                      bn.momentum, bn.eps)
+        return (*out, x.new_empty(0))
+    if bn.training:
         return _aten._batch_norm_with_update(x, bn.weight, bn.bias,
                                              bn.running_mean, bn.running_var,
                                              bn.momentum, bn.eps)
     return _aten._batch_norm_no_update(x, bn.weight, bn.bias, bn.running_mean,
                                        bn.running_var, bn.momentum, bn.eps)
+
+
+def _batch_norm_backward(g_z: torch.Tensor, x: torch.Tensor,
+                         bn: nn.BatchNorm2d, training: bool,
+                         stats: Sequence[torch.Tensor]):
+    """The backward ``F.batch_norm``'s autograd runs for :func:`_batch_norm`:
+    ``(grad_input, grad_weight, grad_bias)``."""
+    save_mean, save_rstd, reserve = stats
+    mask = [True, bn.weight.requires_grad, bn.bias.requires_grad]
+    if not HAS_BN_WITH_UPDATE:
+        return _aten.native_batch_norm_backward(
+            g_z, x, bn.weight, bn.running_mean, bn.running_var, save_mean,
+            save_rstd, training, bn.eps, mask)
+    return _aten.batch_norm_backward(g_z, x, bn.weight, bn.running_mean,
+                                     bn.running_var, save_mean, save_rstd,
+                                     training, bn.eps, mask, reserve)
 
 
 class ChainedSplits(torch.autograd.Function):
@@ -80,12 +158,9 @@ class ChainedSplits(torch.autograd.Function):
             conv, bn = ctx.convs[i], ctx.bns[i]
             g_y = g_out[i] if g_next is None else g_out[i] + g_next
             g_z = _aten.threshold_backward(g_y, y[i], 0)
-            save_mean, save_rstd, reserve = stats[3 * i:3 * i + 3]
-            g_c, g_gamma[i], g_beta[i] = _aten.batch_norm_backward(
-                g_z, bn_inputs[i], bn.weight, bn.running_mean, bn.running_var,
-                save_mean, save_rstd, ctx.training[i], bn.eps,
-                [True, bn.weight.requires_grad, bn.bias.requires_grad],
-                reserve)
+            g_c, g_gamma[i], g_beta[i] = _batch_norm_backward(
+                g_z, bn_inputs[i], bn, ctx.training[i],
+                stats[3 * i:3 * i + 3])
             # Recomputed: the same addition as in forward, so the same bits.
             inp = x_splits[0] if i == 0 else y[i - 1] + x_splits[i]
             need_input = i > 0 or x_needs_grad
