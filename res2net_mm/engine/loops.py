@@ -27,6 +27,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop
 
+from .checkpoint import from_portable, to_portable
 from .registry import HOOKS, LOOPS
 
 RNG_KEY = 'rng_state'
@@ -47,9 +48,11 @@ def set_rng_state(state: dict) -> None:
     """Restore a snapshot taken by :func:`get_rng_state`."""
     random.setstate(state['python'])
     np.random.set_state(state['numpy'])
-    torch.set_rng_state(state['torch'])
+    # Runner.resume maps checkpoints to the training device; generator
+    # states must be CPU byte tensors.
+    torch.set_rng_state(state['torch'].cpu())
     if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state['cuda']])
 
 
 @HOOKS.register_module()
@@ -67,10 +70,13 @@ class RNGStateHook(Hook):
         self.loaded_state: Optional[dict] = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint[RNG_KEY] = get_rng_state()
+        # Portable (numpy's state as a tensor) by itself: this hook runs after
+        # PortableCheckpointHook, which converts what the other hooks add.
+        checkpoint[RNG_KEY] = to_portable(get_rng_state())
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        self.loaded_state = checkpoint.get(RNG_KEY)
+        # from_portable also passes older checkpoints' numpy state through.
+        self.loaded_state = from_portable(checkpoint.get(RNG_KEY))
 
 
 @LOOPS.register_module()

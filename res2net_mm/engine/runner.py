@@ -1,7 +1,7 @@
 """Building an mmengine Runner for any OpenMMLab 2.x config (mmpretrain, mmdet)."""
 import importlib
 
-from .checkpoint import allow_training_checkpoints
+from .checkpoint import PortableCheckpointHook, allow_training_checkpoints
 from .dist import setup_cpu_distributed
 
 # Codebases whose ``utils.register_all_modules`` the tools know how to call.
@@ -72,7 +72,8 @@ def build_runner(cfg, launcher: str = 'none'):
 
     Returns:
         mmengine.runner.Runner: Built with ``Runner.from_cfg`` or, if the config
-        names a ``runner_type``, from the RUNNERS registry.
+        names a ``runner_type``, from the RUNNERS registry, with a
+        :class:`~res2net_mm.engine.PortableCheckpointHook`.
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
@@ -83,5 +84,11 @@ def build_runner(cfg, launcher: str = 'none'):
     cfg.launcher = launcher
     setup_cpu_distributed(cfg, launcher)
     if 'runner_type' not in cfg:
-        return Runner.from_cfg(cfg)
-    return RUNNERS.build(cfg)
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+    # Checkpoints that torch.load(weights_only=True) reads anywhere (the
+    # toolboxes' Inferencers, init_detector), restored exactly on resume.
+    if not any(isinstance(h, PortableCheckpointHook) for h in runner.hooks):
+        runner.register_hook(PortableCheckpointHook())
+    return runner

@@ -241,7 +241,7 @@ def test_metafile_and_model_index():
     import yaml
     with open(osp.join(REPO, 'model-index.yml')) as f:
         index = yaml.safe_load(f)
-    assert index['Import'] == ['configs/res2net/metafile.yml']
+    assert 'configs/res2net/metafile.yml' in index['Import']
     with open(osp.join(CONFIG_DIR, 'metafile.yml')) as f:
         meta = yaml.safe_load(f)
     assert meta['Collections'][0]['Name'] == 'Res2Net'
@@ -255,7 +255,8 @@ def test_metafile_and_model_index():
         variant = VARIANTS[cfg.model.backbone.arch]
         assert m['Metadata']['Parameters'] == variant.params
         assert m['Metadata']['FLOPs'] == round(variant.gmacs * 1e9)
-        if 'Results' in m:
+        # a result without metrics only names the task (for inference_model)
+        if 'Results' in m and m['Results'][0]['Metrics']:
             metrics = m['Results'][0]['Metrics']
             assert metrics['Top 1 Accuracy'] == variant.top1
             assert metrics.get('Top 5 Accuracy') == variant.top5

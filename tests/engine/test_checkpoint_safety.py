@@ -25,6 +25,8 @@ WRITE = textwrap.dedent('''
     if sys.argv[2] == 'project':
         from res2net_mm.engine import allow_training_checkpoints
         allow_training_checkpoints()
+    if sys.argv[2] == 'imported':  # a toolbox's own tools/train.py
+        import res2net_mm
     hub = MessageHub.get_instance('ckpt-test')
     for i in range(3):
         hub.update_scalar('train/loss', 1.0 / (i + 1))
@@ -83,3 +85,41 @@ def test_arbitrary_globals_still_refused(tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         torch.load(path, weights_only=True)
     assert not (tmp_path / 'pwned').exists()
+
+
+READ_IMPORTED = textwrap.dedent('''
+    import copy, sys
+    import torch
+    import res2net_mm  # what a toolbox config's res2net_mm.* type does
+    ckpt = torch.load(sys.argv[1], weights_only=True)
+    buf = ckpt['message_hub']['log_scalars']['train/loss']
+    assert type(buf).__name__ == 'HistoryBuffer'
+    assert type(copy.deepcopy(buf)) is type(buf)
+    print(buf.current(), buf.mean(), int(ckpt['meta']['seed']),
+          float(ckpt['meta']['best']))
+''')
+
+
+def test_checkpoints_of_plain_runners_in_an_importing_process(tmp_path):
+    """The toolboxes' own tools import res2net_mm through their config:
+    what such a process writes loads in another such process with
+    weights_only=True, whatever numpy arrays it holds (not the RNG state:
+    allowing numpy arrays is for the project's own, older checkpoints)."""
+    path = tmp_path / 'imported.pth'
+    _write(path, 'imported')
+    out = subprocess.run([sys.executable, '-c', READ_IMPORTED, str(path)],
+                         cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0 and '_reconstruct' in out.stderr, (
+        'the numpy RNG state array must still need the explicit allow-list')
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt['rng_state']
+    torch.save(ckpt, path)
+    out = subprocess.run([sys.executable, '-c', READ_IMPORTED, str(path)],
+                         cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    current, mean, seed, best = out.stdout.split()
+    assert float(current) == pytest.approx(1 / 3)
+    assert float(mean) == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert (int(seed), float(best)) == (7, 0.5)
