@@ -1,3 +1,4 @@
-from .complexity import count_macs, count_params
+from .complexity import (Complexity, count_complexity, count_macs,
+                         count_params)
 
-__all__ = ['count_macs', 'count_params']
+__all__ = ['Complexity', 'count_complexity', 'count_macs', 'count_params']

@@ -191,13 +191,11 @@ class Case:
 
 
 def forward_flops(name: str, args) -> float:
-    """FLOPs (2 x MACs) of one forward of one image, counted by torch."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs (2 x MACs) of one forward of one image, counted by
+    :func:`res2net_mm.utils.count_macs` (the variant table's counter)."""
+    from res2net_mm.utils import count_macs
     model = MODELS[name][1]().eval()
-    x = torch.randn(1, 3, args.size, args.size)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    return float(counter.get_total_flops())
+    return 2. * count_macs(model, (1, 3, args.size, args.size))
 
 
 def gpu_peak_tflops(gpu_name: str,
