@@ -26,3 +26,12 @@ class UnsafeCheckpointError(CheckpointError):
 
 class WeightMismatchError(ValueError):
     """Checkpoint weights do not fit the model (missing or mis-shaped keys)."""
+
+
+class TensorShapeError(CheckpointError, WeightMismatchError):
+    """Tensors do not fit the architecture; the message lists each key with
+    the file's and the expected shape."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """The weights hold NaN or infinite values; the message names them."""

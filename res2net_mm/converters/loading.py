@@ -18,6 +18,7 @@ from .detect import (FORMATS, backbone_kwargs, describe_variant,
 from .errors import CheckpointError, WeightMismatchError
 from .keymaps import strip_prefix
 from .reading import read_checkpoint, resolve_path
+from .validate import check_finite, validate_native
 
 CLASSIFIER = re.compile(r'^(fc|head|classifier)\.')
 
@@ -27,8 +28,15 @@ def load_checkpoint_any(path,
                         trust: bool = False,
                         map_location='cpu',
                         prefix: Optional[str] = None,
-                        arch: Optional[str] = None) -> Tuple[Dict, Dict]:
-    """Read any supported checkpoint file as a native state dict.
+                        arch: Optional[str] = None,
+                        allow_nonfinite: bool = False,
+                        check_architecture: bool = True) -> Tuple[Dict, Dict]:
+    """Read any supported checkpoint file as a native state dict, validated.
+
+    Before the weights are returned (and so before anything is written or
+    loaded), every tensor's shape is checked against the architecture
+    (detected from the weights, or ``arch``) and every value must be finite
+    (see :mod:`.validate`).
 
     Args:
         path (str): The file: PyTorch (official / timm / mmpretrain / mmdet /
@@ -45,15 +53,23 @@ def load_checkpoint_any(path,
             mmengine's ``Pretrained`` init), e.g. ``'backbone.'``.
         arch (str, optional): Named variant the weights must be; a file of
             another architecture raises. Defaults to None (detect it).
+        allow_nonfinite (bool): Accept NaN / infinite values (listed in the
+            info's ``nonfinite``). Defaults to False.
+        check_architecture (bool): Check every shape against the detected
+            architecture. ``False`` when the caller checks against a model of
+            its own (``init_cfg`` loading). Defaults to True.
 
     Returns:
         tuple[dict, dict]: Native state (backbone + ``fc.*`` if the file has a
         linear classifier) and an info dict: ``path``, ``container``,
         ``format``, ``detected``, ``variant`` (see :func:`detect_variant`),
-        ``dropped`` (``{key: reason}``), ``added``, ``meta``.
+        ``dropped`` (``{key: reason}``), ``added``, ``meta``, ``nonfinite``
+        (``{key: (NaNs, infinities)}``, empty unless allowed).
 
     Raises:
-        CheckpointError: Naming the file and the problem.
+        CheckpointError: Naming the file and the problem;
+            :class:`TensorShapeError` (each key with both shapes) and
+            :class:`NonFiniteWeightsError` among them.
     """
     path = resolve_path(path)
     state, info = read_checkpoint(path, trust=trust, map_location=map_location)
@@ -86,13 +102,21 @@ def load_checkpoint_any(path,
         variant = None  # ambiguous: the explicit arch decides (checked below)
     if arch is not None:
         variant = _check_arch(path, native, arch, variant)
+    if check_architecture or arch is not None:
+        architecture = variant if arch is None else \
+            _named_architecture(arch, native)
+        nonfinite = validate_native(native, architecture, str(path),
+                                    allow_nonfinite, arch)
+    else:
+        nonfinite = check_finite(native, str(path), allow_nonfinite)
     dropped = dict(info['skipped'])
     dropped.update(report['dropped'])
     renamed = sum(1 for k in native if k not in state
                   and k not in report['added'])
     info.update(mapped=len(native) - len(report['added']), renamed=renamed)
     info.update(format=report['format'], detected=detected,
-                variant=variant, dropped=dropped, added=report['added'])
+                variant=variant, dropped=dropped, added=report['added'],
+                nonfinite=nonfinite)
     return native, info
 
 
@@ -107,22 +131,17 @@ def _check_arch(path, native: Mapping, arch: str,
                 path, f'holds a different architecture than {arch!r}: '
                 f'{"; ".join(diffs)} (the file: {describe_variant(variant)})',
                 'Use the matching variant or another file')
-    # Key by key as well: what detection cannot see must still fit.
-    from ..models.res2net import Res2Net
-    with torch.device('meta'):
-        model_state = Res2Net(arch=arch).state_dict()
-    fit = check_fit(model_state, native)
-    if fit['missing'] or fit['unexpected'] or fit['mismatched']:
-        raise CheckpointError(
-            path, f'does not fit variant {arch!r}:\n'
-            f'{format_mismatch(fit, model_state, native)}',
-            'Use the matching variant or another file')
-    if variant is None:
-        fc = native.get('fc.weight')
-        variant = dict(expected, stem_channels=64, base_channels=64,
-                       in_channels=3, num_stages=4, variants=[arch],
-                       num_classes=None if fc is None else fc.shape[0])
-    return variant
+    # Key by key, what detection cannot see, is checked by validate_native.
+    return _named_architecture(arch, native) if variant is None else variant
+
+
+def _named_architecture(arch: str, native: Mapping) -> Dict:
+    """A named variant as :func:`detect_variant` describes weights (with a
+    classifier if ``native`` has one)."""
+    fc = native.get('fc.weight')
+    return dict(resolve_arch(arch), stem_channels=64, base_channels=64,
+                in_channels=3, num_stages=4, variants=[arch],
+                num_classes=None if fc is None else fc.shape[0])
 
 
 def describe_load(info: Dict) -> str:
@@ -141,6 +160,11 @@ def describe_load(info: Dict) -> str:
     for reason, keys in _group(info['dropped']).items():
         lines.append(f'dropped {len(keys)} entries ({reason}): '
                      f'{_short(keys)}')
+    if info.get('nonfinite'):
+        n = len(info['nonfinite'])
+        lines.append(f"kept {n} tensor{'s' if n > 1 else ''} with NaN or "
+                     f"infinite values (allowed): "
+                     f"{', '.join(list(info['nonfinite'])[:6])}")
     return '\n'.join(lines)
 
 
@@ -290,14 +314,17 @@ def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: dict) -> Dict:
         model (nn.Module): The backbone.
         init_cfg (dict): ``checkpoint`` (path), and optionally ``format``
             (``'auto'``), ``prefix`` (keep keys under it, as mmengine's),
-            ``map_location`` (``'cpu'``), ``allow_mismatch`` (False) and
-            ``trust`` (False: see :func:`load_checkpoint_any`).
+            ``map_location`` (``'cpu'``), ``allow_mismatch`` (False),
+            ``allow_nonfinite`` (False: NaN / infinite values raise) and
+            ``trust`` (False: see :func:`load_checkpoint_any`). Every shape
+            is checked against the model's, every value must be finite,
+            before anything is copied into the model.
 
     Returns:
         dict: The :func:`check_fit` result.
     """
     known = {'type', 'checkpoint', 'format', 'prefix', 'map_location',
-             'allow_mismatch', 'trust'}
+             'allow_mismatch', 'allow_nonfinite', 'trust'}
     unknown = set(init_cfg) - known
     if unknown:
         raise KeyError(f'unknown Pretrained init_cfg keys {sorted(unknown)}; '
@@ -310,7 +337,11 @@ def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: dict) -> Dict:
         fmt=init_cfg.get('format', 'auto'),
         trust=init_cfg.get('trust', False),
         map_location=init_cfg.get('map_location', 'cpu') or 'cpu',
-        prefix=init_cfg.get('prefix'))
+        prefix=init_cfg.get('prefix'),
+        allow_nonfinite=init_cfg.get('allow_nonfinite', False),
+        # The model is the architecture: load_native_into checks every key
+        # against it (a backbone with plugins has keys detection cannot see).
+        check_architecture=False)
     print_log(describe_load(info), logger='current')
     fit = load_native_into(
         model, native, allow_mismatch=init_cfg.get('allow_mismatch', False),

@@ -36,12 +36,17 @@ def resolve_path(path) -> str:
     sha256 of the download. The file is then read like any local file (safely).
 
     Args:
-        path (str): A local path, URL or ``open-mmlab://`` name.
+        path (str): A local path, URL, ``open-mmlab://`` name or
+            ``res2net_mm://`` name (a published file, verified: see
+            :mod:`.download`).
 
     Returns:
         str: A local path.
     """
     path = os.fspath(path)
+    if path.startswith('res2net_mm://'):
+        from .download import resolve_uri
+        return resolve_uri(path)
     for scheme in ('open-mmlab://', 'openmmlab://'):
         if path.startswith(scheme):
             from mmengine.runner.checkpoint import (
@@ -132,9 +137,12 @@ def load_torch_file(path, trust: bool, map_location) -> Any:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         message = str(e)
-        if 'Weights only load failed' not in message and \
-                'Unsupported global' not in message and \
-                'Unsupported operand' not in message:
+        # torch < 2.4 wraps an early end of a legacy pickle in its
+        # "Weights only load failed" message too.
+        ends_early = 'unexpected EOF' in message
+        if ends_early or ('Weights only load failed' not in message
+                          and 'Unsupported global' not in message
+                          and 'Unsupported operand' not in message):
             raise CheckpointError(
                 path, f'cannot be unpickled ({message.splitlines()[0]})',
                 'The file may be truncated or corrupt') from None

@@ -12,6 +12,7 @@ from typing import Callable, Dict, Mapping, Optional, Tuple
 import torch
 
 from .keymaps import TO_FORMAT, split_classifier
+from .validate import check_finite
 
 OUT_FORMATS = ('native', 'timm', 'mmpretrain', 'mmdet', 'safetensors',
                'mindcv')
@@ -78,7 +79,8 @@ def save_checkpoint_as(native: Mapping,
                        path,
                        fmt: str,
                        meta: Optional[dict] = None,
-                       drop_classifier: bool = False) -> Tuple[str, Dict]:
+                       drop_classifier: bool = False,
+                       allow_nonfinite: bool = False) -> Tuple[str, Dict]:
     """Save native weights as a ``fmt`` file, atomically.
 
     File layouts: ``native`` and ``mmpretrain`` and ``mmdet`` are mmengine
@@ -93,10 +95,13 @@ def save_checkpoint_as(native: Mapping,
         fmt (str): One of :data:`OUT_FORMATS`.
         meta (dict, optional): Extra metadata to store (plain values).
         drop_classifier (bool): Leave ``fc.*`` out. Defaults to False.
+        allow_nonfinite (bool): Write NaN / infinite values instead of
+            raising :class:`NonFiniteWeightsError`. Defaults to False.
 
     Returns:
         tuple[str, dict]: The path and the state dict as written.
     """
+    check_finite(native, str(path), allow_nonfinite)
     native = {k: v.detach().cpu().contiguous() if isinstance(v, torch.Tensor)
               else v for k, v in native.items()}
     if drop_classifier:

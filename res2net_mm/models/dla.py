@@ -397,8 +397,9 @@ def load_dla_pretrained(model: nn.Module, init_cfg: dict) -> Dict:
 
     Args:
         model (nn.Module): The backbone.
-        init_cfg (dict): ``checkpoint`` (a path, or an http(s) / file URL
-            fetched once into torch's hub cache) and optionally ``prefix``,
+        init_cfg (dict): ``checkpoint`` (a path, an http(s) / file URL
+            fetched once into torch's hub cache, or ``res2net_mm://NAME``)
+            and optionally ``prefix``,
             ``map_location``, ``trust`` (see ``read_checkpoint``).
 
     Returns:
@@ -418,7 +419,10 @@ def load_dla_pretrained(model: nn.Module, init_cfg: dict) -> Dict:
     path = init_cfg.get('checkpoint')
     if not path:
         raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH")
-    if re.match(r'^(https?|file)://', str(path)):
+    if str(path).startswith('res2net_mm://'):  # a published file, verified
+        from ..converters.download import resolve_uri
+        path = resolve_uri(path)
+    elif re.match(r'^(https?|file)://', str(path)):
         path = _download(str(path))
     state, _ = read_checkpoint(
         path, trust=init_cfg.get('trust', False),

@@ -143,7 +143,7 @@ def test_classifier_is_not_a_backbone_error(tmp_path):
     """MindCV's 1001-class head (or any head) is dropped, not a mismatch."""
     path = tmp_path / 'w.ckpt'
     model = randomize(Res2Net(**TINY_V1))
-    state = dict(model.state_dict(), **{'fc.weight': torch.randn(1001, 128),
+    state = dict(model.state_dict(), **{'fc.weight': torch.randn(1001, 512),
                                         'fc.bias': torch.randn(1001)})
     save_checkpoint_as(state, path, 'mindcv')
     _, info = load_checkpoint_any(path)

@@ -13,7 +13,9 @@ Examples::
 
 It prints what it detected, what it mapped, and what it dropped and why. The
 output is written to a temporary file and renamed, so on any failure nothing
-is written.
+is written. Before that, every tensor's shape is checked against the
+architecture (detected, or --arch) and NaN / infinite values are refused
+(--allow-nonfinite accepts them).
 """
 import argparse
 import os
@@ -29,8 +31,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Convert Res2Net weights between formats (official, '
         'timm, mmpretrain, mmdet, MindCV .ckpt, safetensors, res2net_mm).')
-    parser.add_argument('src', help='source weight file (path, URL or '
-                        'open-mmlab://NAME)')
+    parser.add_argument('src', help='source weight file (path, URL, '
+                        'open-mmlab://NAME or res2net_mm://NAME: a published '
+                        'file, see download.py --list)')
     parser.add_argument('dst', help='destination file')
     parser.add_argument('--from', dest='src_format', default='auto',
                         choices=IN_FORMATS,
@@ -42,6 +45,9 @@ def parse_args(argv=None):
                         help='named variant the weights must be (e.g. '
                         'res2net50_v1b_26w_4s); a file of another '
                         'architecture is refused')
+    parser.add_argument('--allow-nonfinite', action='store_true',
+                        help='accept weights with NaN or infinite values '
+                        '(refused by default)')
     parser.add_argument('--drop-classifier', action='store_true',
                         help='leave the classifier (fc) out of the output')
     parser.add_argument('--trust', action='store_true',
@@ -72,7 +78,8 @@ def main(argv=None) -> int:
         return 2
     try:
         native, info = load_checkpoint_any(
-            args.src, fmt=args.src_format, trust=args.trust, arch=args.arch)
+            args.src, fmt=args.src_format, trust=args.trust, arch=args.arch,
+            allow_nonfinite=args.allow_nonfinite)
         print(describe_load(info))
         if info['format'] == 'mmdet':
             print('note: mmdet skips the stage pool at stride 1; build the '
@@ -80,9 +87,11 @@ def main(argv=None) -> int:
                   'outputs exactly')
         _, written = save_checkpoint_as(
             native, args.dst, args.dst_format,
-            meta=dict(source=os.path.basename(args.src),
+            meta=dict(source=args.src if args.src.startswith(
+                'res2net_mm://') else os.path.basename(args.src),
                       source_format=info['format']),
-            drop_classifier=args.drop_classifier)
+            drop_classifier=args.drop_classifier,
+            allow_nonfinite=args.allow_nonfinite)
     except UnsafeCheckpointError as e:
         print(f'refused: {e}', file=sys.stderr)
         return 1
