@@ -1,6 +1,8 @@
 """The README's tables and first commands match the code."""
+import re
 from pathlib import Path
 
+from res2net_mm.converters.published import WEIGHTS, weights_markdown
 from res2net_mm.models.variants import variants_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +21,20 @@ def test_variant_table_is_generated_from_the_code():
         '`python tools/misc/variant_table.py`')
 
 
+def test_weights_table_is_generated_from_the_code():
+    assert between(README, 'weights') == weights_markdown(), (
+        'README weights table is stale: regenerate it with '
+        '`python tools/misc/weights_table.py`')
+
+
 def test_first_lines_give_the_two_commands():
     head = '\n'.join(README.splitlines()[:15])
     assert 'make demo' in head and 'make test' in head
     ci = (ROOT / '.ci' / 'run').read_text()
     assert 'make test' in ci
+
+
+def test_weight_names_in_the_text_exist():
+    names = set(re.findall(r'res2net_mm://([\w.-]+/[\w.-]+)', README))
+    assert names, 'README shows no res2net_mm:// name'
+    assert names <= set(WEIGHTS), sorted(names - set(WEIGHTS))
