@@ -33,6 +33,7 @@ import urllib.request
 from typing import List, Optional, Tuple
 from urllib.parse import quote, urlparse
 
+from .container import sniff_container
 from .errors import CheckpointError
 from .published import SCHEME, PublishedWeights, get_weights
 from .saving import atomic_write
@@ -171,7 +172,6 @@ def check_digest(weights: PublishedWeights, sha256: str) -> Optional[str]:
 
 
 def _check_container(weights: PublishedWeights, path: str, label: str):
-    from .reading import sniff_container
     try:
         found = sniff_container(path)
     except CheckpointError as e:
@@ -298,8 +298,19 @@ def load_from_res2net_mm(filename: str, map_location=None):
     ``load_from='res2net_mm://NAME'`` means the same as the file itself.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
-    return CheckpointLoader.load_checkpoint(
-        resolve_uri(filename), map_location=map_location)
+
+    path = resolve_uri(filename)
+    container = sniff_container(path)
+    if container != 'torch':
+        # mmengine's loaders read PyTorch files and map no names; the
+        # project's Runner (tools/train.py, tools/test.py) converts on load.
+        raise CheckpointError(
+            filename, f'is a {container} file ({path}); mmengine\'s '
+            'load_checkpoint reads PyTorch files only',
+            "Use res2net_mm's tools/train.py / tools/test.py (load_from "
+            "converts it on load) or the backbone's init_cfg=dict("
+            "type='Pretrained', checkpoint=...)")
+    return CheckpointLoader.load_checkpoint(path, map_location=map_location)
 
 
 def register_checkpoint_scheme() -> None:

@@ -3,6 +3,7 @@ import importlib
 
 from .checkpoint import PortableCheckpointHook, allow_training_checkpoints
 from .dist import setup_cpu_distributed
+from .load_from import install as install_any_format_loading
 
 # Codebases whose ``utils.register_all_modules`` the tools know how to call.
 KNOWN_SCOPES = ('mmpretrain', 'mmdet')
@@ -73,7 +74,9 @@ def build_runner(cfg, launcher: str = 'none'):
     Returns:
         mmengine.runner.Runner: Built with ``Runner.from_cfg`` or, if the config
         names a ``runner_type``, from the RUNNERS registry, with a
-        :class:`~res2net_mm.engine.PortableCheckpointHook`.
+        :class:`~res2net_mm.engine.PortableCheckpointHook`, loading
+        ``load_from`` in any supported format
+        (:func:`~res2net_mm.engine.load_from.load_checkpoint_any_format`).
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
@@ -91,4 +94,6 @@ def build_runner(cfg, launcher: str = 'none'):
     # toolboxes' Inferencers, init_detector), restored exactly on resume.
     if not any(isinstance(h, PortableCheckpointHook) for h in runner.hooks):
         runner.register_hook(PortableCheckpointHook())
+    # load_from / tools/test.py's checkpoint in any supported format.
+    install_any_format_loading(runner)
     return runner

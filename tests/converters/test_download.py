@@ -18,6 +18,7 @@ from res2net_mm import BLRes2Net, Res2Net, Res2NetDLA
 from res2net_mm.converters import FROM_FORMAT, load_checkpoint_any
 from res2net_mm.converters import download as dl
 from res2net_mm.converters.download import DownloadError, fetch_weights
+from res2net_mm.converters.errors import CheckpointError
 from res2net_mm.converters.published import WEIGHTS, PublishedWeights
 
 from ..models.utils import free_port
@@ -572,3 +573,22 @@ def test_unwritable_cache(server, cache, register, timm_file, monkeypatch):
         fetch_weights('test/nowrite')
     assert e.value.kind == 'write'
     assert cached_files(cache) == []
+
+
+def test_mmengine_load_checkpoint_of_a_foreign_container(server, cache,
+                                                         register, timm_file):
+    """mmengine's own loaders read PyTorch files only: a safetensors entry
+    given to load_checkpoint says what to use instead (torch's 'Weights only
+    load failed' said nothing), and loads nothing."""
+    from mmengine.runner import load_checkpoint
+    file, _ = timm_file
+    register('timm', file, server.serve('m.safetensors', file), 'safetensors',
+             'timm')
+    model = Res2Net(out_indices=(0, 1, 2, 3), **OURS_TINY)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(model, 'res2net_mm://test/timm')
+    message = str(e.value)
+    assert 'safetensors file' in message and 'tools/test.py' in message
+    assert "init_cfg=dict(type='Pretrained'" in message
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
