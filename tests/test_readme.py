@@ -38,3 +38,12 @@ def test_weight_names_in_the_text_exist():
     names = set(re.findall(r'res2net_mm://([\w.-]+/[\w.-]+)', README))
     assert names, 'README shows no res2net_mm:// name'
     assert names <= set(WEIGHTS), sorted(names - set(WEIGHTS))
+
+
+def test_published_figures_in_the_text_are_the_tables():
+    """Every '`source/name` top-1 / top-5' the README quotes is the table's."""
+    quoted = re.findall(r'`(\w+/[\w.-]+)` (\d+\.\d+) / (\d+\.\d+)', README)
+    assert quoted
+    for name, top1, top5 in quoted:
+        w = WEIGHTS[name]
+        assert (float(top1), float(top5)) == (w.top1, w.top5), name

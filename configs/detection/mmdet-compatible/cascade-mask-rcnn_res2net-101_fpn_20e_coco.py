@@ -1,4 +1,8 @@
-# mmdet's published Cascade Mask R-CNN 20e, box AP 46.4, mask AP 40.0, with
+# mmdet's published Cascade Mask R-CNN 20e:
+#     res2net_mm://mmdet/cascade-mask-rcnn_res2net-101_fpn_20e_coco
+# (its AP as mmdet reports it: configs/detection/metafile.yml). Test it with
+# `tools/test.py THIS_CONFIG <that name>`; no load_from here, so training
+# starts from the ImageNet backbone as mmdet's recipe does. With
 # res2net_mm's backbone in the mmdet-compatible mode: mmdet's checkpoint of this
 # detector loads into it and gives mmdet's outputs exactly (bit for bit).
 #

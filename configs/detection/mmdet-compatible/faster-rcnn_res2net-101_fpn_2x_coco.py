@@ -1,4 +1,8 @@
-# mmdet's published Faster R-CNN 2x, box AP 43.0, with
+# mmdet's published Faster R-CNN 2x:
+#     res2net_mm://mmdet/faster-rcnn_res2net-101_fpn_2x_coco
+# (its AP as mmdet reports it: configs/detection/metafile.yml). Test it with
+# `tools/test.py THIS_CONFIG <that name>`; no load_from here, so training
+# starts from the ImageNet backbone as mmdet's recipe does. With
 # res2net_mm's backbone in the mmdet-compatible mode: mmdet's checkpoint of this
 # detector loads into it and gives mmdet's outputs exactly (bit for bit).
 #

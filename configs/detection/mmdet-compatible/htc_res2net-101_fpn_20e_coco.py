@@ -1,4 +1,8 @@
-# mmdet's published HTC 20e (with the semantic head, as published), box AP 47.5, mask AP 41.6, with
+# mmdet's published HTC 20e (with the semantic head, as published):
+#     res2net_mm://mmdet/htc_res2net-101_fpn_20e_coco
+# (its AP as mmdet reports it: configs/detection/metafile.yml). Test it with
+# `tools/test.py THIS_CONFIG <that name>`; no load_from here, so training
+# starts from the ImageNet backbone as mmdet's recipe does. With
 # res2net_mm's backbone in the mmdet-compatible mode: mmdet's checkpoint of this
 # detector loads into it and gives mmdet's outputs exactly (bit for bit).
 #
