@@ -12,6 +12,7 @@ import pytest
 from mmengine.config import Config
 
 from res2net_mm.datasets.synthetic_coco import generate_synthetic_coco
+from tests.cfgutils import plain
 
 from .utils import (ALL_CONFIGS, COMPAT_CONFIGS, NATIVE_CONFIGS, config_id,
                     mmdet_config_path, tiny_run_cfg)
@@ -51,17 +52,8 @@ def test_config_set_is_complete():
         PUBLISHED)
 
 
-def _plain(x):
-    """Drop the ``_scope_`` keys that ``mmdet::`` inheritance adds."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items() if k != '_scope_'}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_plain(v) for v in x)
-    return x
-
-
 def _without(d, *keys):
-    return {k: v for k, v in _plain(d).items() if k not in keys}
+    return {k: v for k, v in plain(d).items() if k not in keys}
 
 
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=config_id)
@@ -102,7 +94,7 @@ def test_only_backbone_swapped(path):
     top = set(cfg.keys()) - {'model', 'custom_imports', 'pretrained'}
     assert top == set(ref.keys()) - {'model'}
     for key in top:
-        assert _plain(cfg[key]) == _plain(ref[key]), key
+        assert plain(cfg[key]) == plain(ref[key]), key
 
 
 @pytest.mark.parametrize('path', ALL_CONFIGS, ids=config_id)

@@ -27,6 +27,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from tests.cfgutils import plain
 from tests.tools.toolhelp import tool_env
 
 SWAPPED_TYPE = 'res2net_mm.Res2Net'
@@ -112,15 +113,6 @@ def _scales(task):
             'CenterCrop': {'crop_size': CLS_SIZE}}
 
 
-def _plain(x):
-    """ConfigDicts to plain dicts, dropping the ``_scope_`` keys."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items() if k != '_scope_'}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_plain(v) for v in x)
-    return x
-
-
 def shrink_pipeline(pipeline, task):
     """The pipeline with every image size set to the tiny one.
 
@@ -129,7 +121,7 @@ def shrink_pipeline(pipeline, task):
     """
     sizes = _scales(task)
     out = []
-    for t in _plain(pipeline):
+    for t in plain(pipeline):
         t = dict(t)
         if t['type'] in sizes:
             t.update(sizes[t['type']])

@@ -10,6 +10,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from tests.cfgutils import plain
+
 from ..models.utils import load_tool
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -33,14 +35,6 @@ def _mmseg_config(rel):
         osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', rel))
 
 
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items() if k != '_scope_'}
-    if isinstance(x, (list, tuple)):
-        return type(x)(_plain(v) for v in x)
-    return x
-
-
 def test_config_set():
     assert sorted(_name(p).split('_')[0] for p in CONFIGS) == sorted(
         MMSEG_BASES)
@@ -60,13 +54,13 @@ def test_only_backbone_swapped_at_output_stride_8(path):
     assert backbone.init_cfg.type == 'Pretrained'
     assert cfg.model.pretrained is None
     ignore = {'backbone', 'pretrained'}
-    ours = {k: v for k, v in _plain(cfg.model.to_dict()).items()
+    ours = {k: v for k, v in plain(cfg.model.to_dict()).items()
             if k not in ignore}
-    theirs = {k: v for k, v in _plain(ref.model.to_dict()).items()
+    theirs = {k: v for k, v in plain(ref.model.to_dict()).items()
               if k not in ignore}
     assert ours == theirs
     for key in set(cfg.keys()) - {'model', 'custom_imports', 'pretrained'}:
-        assert _plain(cfg[key]) == _plain(ref[key]), key
+        assert plain(cfg[key]) == plain(ref[key]), key
 
     # the built backbone: strides 4, 8, 8, 8 and the heads' channels
     from res2net_mm import MODELS
