@@ -200,3 +200,25 @@ def test_inference_model_by_name(named_checkpoint, digit_image):
                      named_checkpoint)
     assert 0 <= out['label'] < 1000 and out['scores'] == 1000
     assert os.path.getsize(named_checkpoint) > 100e6  # the full-size model
+
+
+IMPORT_ORDER = '''
+    import json, sys
+    if sys.argv[1] == 'res2net_mm first':
+        import res2net_mm
+        # the hub is registered lazily: no toolbox module imported yet
+        early = sorted(m for m in sys.modules if m.startswith('mmpretrain'))
+        from mmpretrain import list_models
+    else:
+        from mmpretrain import list_models
+        early = []
+        import res2net_mm
+    print(json.dumps(dict(early=early, found=list_models('res2net50_8xb32_in1k'))))
+'''
+
+
+@pytest.mark.parametrize('order', ['res2net_mm first', 'mmpretrain first'])
+def test_names_are_found_whatever_the_import_order(order):
+    out = run_python(IMPORT_ORDER, order)
+    assert out['early'] == []
+    assert out['found'] == [NAMED_MODEL]

@@ -592,3 +592,21 @@ def test_mmengine_load_checkpoint_of_a_foreign_container(server, cache,
     assert 'safetensors file' in message and 'tools/test.py' in message
     assert "init_cfg=dict(type='Pretrained'" in message
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+
+
+def test_pretrained_shortcut_by_name(server, cache, register, timm_file):
+    """``Res2Net(arch=..., pretrained='res2net_mm://NAME')``: mmdet's
+    deprecated alias, the same mechanism as init_cfg (one code path)."""
+    file, theirs = timm_file
+    register('timm', file, server.serve('m.safetensors', file), 'safetensors',
+             'timm')
+    with pytest.warns(UserWarning, match='pretrained is deprecated'):
+        model = Res2Net(out_indices=(0, 1, 2, 3),
+                        pretrained='res2net_mm://test/timm', **OURS_TINY)
+    assert model.init_cfg == dict(type='Pretrained',
+                                  checkpoint='res2net_mm://test/timm')
+    model.init_weights()
+    expected = FROM_FORMAT['timm'](dict(theirs))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert server.requests == ['m.safetensors']
