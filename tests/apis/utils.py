@@ -25,11 +25,15 @@ def run_python(code, *args, timeout=300, cwd=None):
         timeout=timeout)
     assert proc.returncode == 0, (
         f'exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}')
-    # the last JSON line: libraries may print (e.g. "Loads checkpoint by ...")
-    lines = [line for line in proc.stdout.splitlines()
-             if line.startswith(('{', '['))]
-    assert lines, f'no JSON line in the output:\n{proc.stdout[-3000:]}'
-    return json.loads(lines[-1])
+    # The last JSON value printed. Libraries print too ("Loads checkpoint
+    # by ..."), and a progress bar may leave the JSON at the end of its line.
+    for line in reversed(proc.stdout.splitlines()):
+        for start in (i for i, c in enumerate(line) if c in '{['):
+            try:
+                return json.loads(line[start:])
+            except ValueError:
+                continue
+    raise AssertionError(f'no JSON in the output:\n{proc.stdout[-3000:]}')
 
 
 UNSAFE_GLOBALS = '''
