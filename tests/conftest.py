@@ -3,8 +3,19 @@ import os
 import pytest
 import torch
 
+from res2net_mm.datasets import prepare_digits
+
 # Two cores, two xdist workers: one thread each avoids oversubscription.
 torch.set_num_threads(int(os.environ.get('RES2NET_MM_TEST_THREADS', '1')))
+
+
+@pytest.fixture(scope='session')
+def digits(tmp_path_factory):
+    """The digits data set as an ImageNet-style folder, written once per
+    test process and shared by the tests that train the demo classifier."""
+    root = str(tmp_path_factory.mktemp('data') / 'digits')
+    prepare_digits(root)
+    return root
 
 
 @pytest.fixture(autouse=True)

@@ -8,19 +8,11 @@ import os.path as osp
 
 import pytest
 
-from res2net_mm.datasets import prepare_digits
 from res2net_mm.datasets.synthetic_coco import SHAPES, generate_synthetic_coco
 from tests.tools.toolhelp import (DEMO_CONFIG, free_port, run_tool,
                                   tiny_digits_opts, tool_env)
 
 from .utils import DET_CONFIG, NAMED_CONFIG
-
-
-@pytest.fixture(scope='package')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('data') / 'digits')
-    prepare_digits(root)
-    return root
 
 
 @pytest.fixture(scope='package')

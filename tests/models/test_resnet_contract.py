@@ -154,18 +154,28 @@ def test_stem_channels_none_is_base_channels_and_expansion():
     assert [o.shape[1] for o in outs] == model.out_channels
 
 
-def test_mmpretrain_expansion_means_the_same():
+def _mmpretrain_pair(**kwargs):
+    """mmpretrain's Res2Net with ``kwargs`` (random weights, eval) and ours
+    with the same arguments and its weights."""
     from mmpretrain.models import Res2Net as PretrainRes2Net
-    theirs = randomize(PretrainRes2Net(expansion=2, out_indices=(0, 1, 2, 3),
+    theirs = randomize(PretrainRes2Net(out_indices=(0, 1, 2, 3), **kwargs,
                                        **SMALL))
     theirs.eval()  # the toolboxes' train() returns None: no chaining
-    ours = Res2Net(expansion=2, out_indices=(0, 1, 2, 3), deep_stem=True,
-                   avg_down=True, **SMALL).eval()
+    ours = Res2Net(out_indices=(0, 1, 2, 3), deep_stem=True, avg_down=True,
+                   **kwargs, **SMALL).eval()
     ours.load_state_dict(from_mmpretrain(theirs.state_dict()), strict=True)
+    return ours, theirs
+
+
+def _assert_same_outputs(ours, theirs):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         for a, b in zip(ours(x), theirs(x), strict=True):
             assert_close(a, b, rtol=2e-6)
+
+
+def test_mmpretrain_expansion_means_the_same():
+    _assert_same_outputs(*_mmpretrain_pair(expansion=2))
 
 
 def test_resnext_groups_and_width_per_group_give_res2next():
@@ -263,18 +273,9 @@ def test_caffe_style_matches_mmdet(arch):
 def test_caffe_style_matches_mmpretrain():
     """mmpretrain honours ``style`` and pools every stage block (official
     pooling, ``stage_pool='always'``), at stride 1 in caffe style."""
-    from mmpretrain.models import Res2Net as PretrainRes2Net
-    theirs = randomize(PretrainRes2Net(style='caffe', out_indices=(0, 1, 2, 3),
-                                       **SMALL))
-    theirs.eval()
+    ours, theirs = _mmpretrain_pair(style='caffe')
     assert theirs.layer2[0].conv1.stride == (2, 2)
-    ours = Res2Net(style='caffe', out_indices=(0, 1, 2, 3), deep_stem=True,
-                   avg_down=True, **SMALL).eval()
-    ours.load_state_dict(from_mmpretrain(theirs.state_dict()), strict=True)
-    x = torch.rand(1, 3, 64, 64)
-    with torch.no_grad():
-        for a, b in zip(ours(x), theirs(x), strict=True):
-            assert_close(a, b, rtol=2e-6)
+    _assert_same_outputs(ours, theirs)
 
 
 def test_caffe_style_fast_paths_and_deploy():

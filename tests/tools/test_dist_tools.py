@@ -14,14 +14,6 @@ import pytest
 from toolhelp import (DEMO_CONFIG, REPO, free_port, load_checkpoint, run_tool,
                       tiny_digits_opts, tool_env)
 
-from res2net_mm.datasets import prepare_digits
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('data') / 'digits')
-    prepare_digits(root)
-    return root
 
 
 def _opts(data_root, **kw):

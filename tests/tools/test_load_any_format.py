@@ -17,7 +17,6 @@ from mmengine.config import Config
 from toolhelp import (DEMO_CONFIG, free_port, run_tool, tiny_digits_opts,
                       tool_env)
 
-from res2net_mm.datasets import prepare_digits
 from tests.converters.test_download import cache, register, server  # noqa: F401,E501
 from tests.converters.utils import build_in_scope, randomize
 
@@ -32,13 +31,6 @@ NUM_VAL = 16
 
 def opts(digits, **kw):
     return [*tiny_digits_opts(digits, **kw), STEM]
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('data') / 'digits')
-    prepare_digits(root)
-    return root
 
 
 def demo_classifier():

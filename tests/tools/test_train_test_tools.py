@@ -14,15 +14,7 @@ from mmengine.config import Config
 from toolhelp import (DEMO_CONFIG, REPO, load_checkpoint, run_tool,
                       tiny_digits_opts)
 
-from res2net_mm.datasets import prepare_digits
 from tests.models.utils import load_tool
-
-
-@pytest.fixture(scope='module')
-def digits(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('data') / 'digits')
-    prepare_digits(root)
-    return root
 
 
 @pytest.fixture(scope='module')
