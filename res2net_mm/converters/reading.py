@@ -10,7 +10,7 @@ import os
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -27,6 +27,23 @@ TRUST_HINT = ('Unpickling such a file can run arbitrary code. If you trust it '
               '(e.g. your own training checkpoint), opt in with trust=True '
               '(Python), --trust (tools/model_converters) or trust=True in '
               'init_cfg')
+
+
+def weights_key(checkpoint: Mapping) -> Optional[str]:
+    """The entry of a checkpoint dict that holds the weights.
+
+    Args:
+        checkpoint (Mapping): A loaded checkpoint.
+
+    Returns:
+        str, optional: The first of :data:`STATE_KEYS` that holds a dict, or
+        None when the checkpoint's own values are tensors (a plain state
+        dict) or no such entry exists.
+    """
+    if any(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return None
+    return next((k for k in STATE_KEYS
+                 if isinstance(checkpoint.get(k), dict)), None)
 
 
 def resolve_path(path) -> str:
@@ -198,19 +215,17 @@ def read_checkpoint(path, trust: bool = False,
         raise CheckpointError(
             path, f'holds a {type(obj).__name__}, not a dict of weights',
             'Save the state_dict(), not the model object')
-    if not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        for key in STATE_KEYS:
-            if isinstance(obj.get(key), dict):
-                info['state_key'] = key
-                for other in obj:
-                    if other != key:
-                        info['skipped'][other] = (
-                            'checkpoint metadata' if other == 'meta' else
-                            'training state, not model weights')
-                if isinstance(obj.get('meta'), dict):
-                    info['meta'] = obj['meta']
-                obj = obj[key]
-                break
+    key = weights_key(obj)
+    if key is not None:
+        info['state_key'] = key
+        for other in obj:
+            if other != key:
+                info['skipped'][other] = (
+                    'checkpoint metadata' if other == 'meta' else
+                    'training state, not model weights')
+        if isinstance(obj.get('meta'), dict):
+            info['meta'] = obj['meta']
+        obj = obj[key]
     state = {}
     for k, v in obj.items():
         if isinstance(v, torch.Tensor):

@@ -49,6 +49,14 @@ from mmengine.logging import HistoryBuffer
 
 from .registry import HOOKS
 
+# The module of numpy's pickle reconstructors: numpy.core.multiarray in
+# numpy 1, numpy._core.multiarray in numpy 2 (numpy 1.26 has a numpy._core
+# stub without it).
+if int(np.__version__.split('.')[0]) >= 2:
+    from numpy._core import multiarray
+else:
+    from numpy.core import multiarray
+
 #: Key that marks a dict standing for a non-tensor object in a portable checkpoint.
 PORTABLE_TAG = '__res2net_mm_portable__'
 
@@ -256,12 +264,6 @@ def numpy_scalar_globals() -> List:
     Returns:
         list: Globals for ``torch.serialization.add_safe_globals``.
     """
-    # numpy.core.multiarray in numpy 1, numpy._core.multiarray in numpy 2
-    # (numpy 1.26 has a numpy._core stub without it).
-    if int(np.__version__.split('.')[0]) >= 2:
-        from numpy._core import multiarray
-    else:
-        from numpy.core import multiarray
     dtype_classes = [type(np.dtype(t)) for t in (
         np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
         np.uint32, np.uint64, np.float16, np.float32, np.float64, np.str_)]
@@ -291,10 +293,6 @@ def training_checkpoint_globals() -> List:
         list: Classes and functions to pass to
         ``torch.serialization.add_safe_globals``.
     """
-    if int(np.__version__.split('.')[0]) >= 2:
-        from numpy._core import multiarray
-    else:
-        from numpy.core import multiarray
     # numpy arrays pickle through _reconstruct and ndarray's own state
     return [
         HistoryBuffer,

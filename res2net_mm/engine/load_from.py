@@ -9,6 +9,7 @@ Res2Net files are converted by
 :func:`~res2net_mm.converters.whole_model.to_model_state` (see there for what
 goes where and what stays at init). Resuming (``--resume``) is unaffected.
 """
+import logging
 import os
 import re
 from typing import Dict, Mapping
@@ -21,7 +22,7 @@ from mmengine.runner.checkpoint import (_load_checkpoint,
 
 from ..converters.container import sniff_container
 from ..converters.download import resolve_uri
-from ..converters.reading import STATE_KEYS, read_checkpoint
+from ..converters.reading import read_checkpoint, weights_key
 from ..converters.whole_model import (describe_model_load, find_res2net_model,
                                       in_model_naming, linear_head_prefix,
                                       to_model_state)
@@ -40,11 +41,9 @@ def _flat_state(checkpoint: Mapping, revise_keys) -> Dict:
     """The tensors of a checkpoint as mmengine's ``_load_checkpoint_to_model``
     finds them (``state_dict`` entry or the dict itself, keys revised)."""
     state = checkpoint.get('state_dict', checkpoint)
-    if not any(isinstance(v, torch.Tensor) for v in state.values()):
-        for key in STATE_KEYS:  # e.g. timm / torchvision training files
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
+    key = weights_key(state)  # e.g. timm / torchvision training files
+    if key is not None:
+        state = state[key]
     out = {}
     for k, v in state.items():
         if not isinstance(v, torch.Tensor):
@@ -80,7 +79,6 @@ def load_checkpoint_any_format(runner,
         CheckpointError: For a file that is not Res2Net weights or does not
             fit the model's backbone (one line; nothing is loaded).
     """
-
     model = runner.model.module if is_model_wrapper(runner.model) \
         else runner.model
     local = _local_file(filename)
@@ -112,7 +110,8 @@ def load_checkpoint_any_format(runner,
             result = target.load_state_dict(converted, strict=False)
         assert not result.unexpected_keys, result.unexpected_keys
         print_log(line, logger='current',
-                  level=30 if report['kept_init'] else 20)
+                  level=logging.WARNING if report['kept_init'] else
+                  logging.INFO)
     runner._has_loaded = True
     runner.logger.info(f'Load checkpoint from {filename}')
     return checkpoint
