@@ -286,7 +286,10 @@ def get_weights(name: str) -> PublishedWeights:
             f'{", ".join(WEIGHTS)}') from None
 
 
-def _num(value: Optional[float], digits: int = 2) -> str:
+def accuracy_text(w: PublishedWeights, value: Optional[float]) -> str:
+    """A top-1 / top-5 figure of ``w`` with as many decimals as its
+    publisher gives (timm's results table: 3, the others: 2)."""
+    digits = 3 if w.source == 'timm' else 2
     return '-' if value is None else f'{value:.{digits}f}'
 
 
@@ -297,8 +300,8 @@ def reported(w: PublishedWeights) -> str:
         return f'box AP {w.box_ap:.1f}{mask}'
     if w.top1 is None:
         return '-'
-    digits = 3 if w.source == 'timm' else 2
-    return f'top-1 {_num(w.top1, digits)} / top-5 {_num(w.top5, digits)}'
+    return (f'top-1 {accuracy_text(w, w.top1)} / '
+            f'top-5 {accuracy_text(w, w.top5)}')
 
 
 def weights_markdown() -> str:

@@ -22,8 +22,19 @@ import importlib.util
 import os
 import sys
 
-OUT_FORMATS = ('native', 'timm', 'mmpretrain', 'mmdet', 'safetensors',
-               'mindcv')
+
+def load_convert_tool():
+    """convert.py (next to this file) as a module: its conversion is reused."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        'convert.py')
+    spec = importlib.util.spec_from_file_location('_res2net_mm_convert', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# convert.py (its formats and its conversion) serves this tool too.
+CONVERT = load_convert_tool()
 
 
 def parse_args(argv=None):
@@ -38,7 +49,7 @@ def parse_args(argv=None):
                         help='also write the file here (as published, or '
                         'converted with --to)')
     parser.add_argument('--to', dest='dst_format', default=None,
-                        choices=OUT_FORMATS,
+                        choices=CONVERT.OUT_FORMATS,
                         help='convert to this format (as convert.py --to); '
                         'needs --out')
     parser.add_argument('--mirror', default=None,
@@ -59,26 +70,15 @@ def parse_args(argv=None):
 
 def table_lines():
     """The --list output: name, source, format, reported figure."""
-    from res2net_mm.converters.published import WEIGHTS
+    from res2net_mm.converters.published import WEIGHTS, accuracy_text
     rows = [('name', 'source', 'format', 'top-1 / box AP')]
     for w in WEIGHTS.values():
-        digits = 3 if w.source == 'timm' else 2  # as the publisher gives it
-        figure = (f'{w.top1:.{digits}f}' if w.top1 is not None else
-                  f'box AP {w.box_ap:.1f}' if w.box_ap is not None else '-')
+        figure = (f'box AP {w.box_ap:.1f}' if w.top1 is None
+                  and w.box_ap is not None else accuracy_text(w, w.top1))
         rows.append((w.name, w.source, w.file_format, figure))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return [f'{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  '
             f'{r[2]:<{widths[2]}}  {r[3]}' for r in rows]
-
-
-def load_convert_tool():
-    """convert.py (next to this file) as a module: its conversion is reused."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        'convert.py')
-    spec = importlib.util.spec_from_file_location('_res2net_mm_convert', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv=None) -> int:
@@ -120,11 +120,10 @@ def main(argv=None) -> int:
             return 1
         print(f'copied to {args.out}')
         return 0
-    convert = load_convert_tool()
     argv = [path, args.out, '--to', args.dst_format, '--arch', weights.arch]
     if args.force:
         argv.append('--force')
-    return convert.main(argv)
+    return CONVERT.main(argv)
 
 
 if __name__ == '__main__':
