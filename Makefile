@@ -18,7 +18,9 @@ OLDEST_TESTS = \
 	tests/converters/test_publish.py tests/converters/test_init_cfg.py \
 	tests/configs/test_res2net_configs.py tests/deploy/test_deploy.py \
 	tests/utils/test_complexity.py tests/converters/test_validation.py \
-	tests/converters/test_download.py
+	tests/converters/test_download.py tests/deploy/test_deploy_structure.py \
+	tests/test_dependencies.py tests/converters/test_weight_loaders.py \
+	tests/utils/test_io.py
 
 .PHONY: env env-oldest test test-oldest demo
 

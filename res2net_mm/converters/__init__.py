@@ -1,4 +1,9 @@
-"""Read, detect, convert and write Res2Net weights of every known format."""
+"""Read, detect, convert and write Res2Net weights of every known format.
+
+Importing it registers the backbones' weight loaders in
+:data:`res2net_mm.registry.WEIGHT_LOADERS` (see :mod:`.loading`).
+"""
+from ..utils.io import atomic_write
 from .detect import (FormatDetectionError, backbone_kwargs, describe_variant,
                      detect_format, detect_variant, to_native)
 from .errors import (CheckpointError, NonFiniteWeightsError, TensorShapeError,
@@ -7,7 +12,7 @@ from .keymaps import FROM_FORMAT, TO_FORMAT
 from .loading import (load_checkpoint_any, load_native_into,
                       load_pretrained_from_init_cfg)
 from .reading import read_checkpoint
-from .saving import atomic_write, convert_state, save_checkpoint_as
+from .saving import convert_state, save_checkpoint_as
 from .validate import check_finite, check_shapes, validate_native
 
 __all__ = [

@@ -5,6 +5,11 @@ Pure functions over flat ``{name: tensor}`` dicts; nothing is loaded here.
 import re
 from typing import Dict, List, Mapping, Optional, Tuple
 
+import torch
+
+from ..models.res2net import STAGE_BLOCKS
+from ..models import variants
+from ..models.variants import VARIANTS, get_variant
 from .keymaps import FROM_FORMAT, strip_prefix
 
 FORMATS = ('native', 'timm', 'official', 'mmpretrain', 'mmdet', 'mindcv')
@@ -144,7 +149,6 @@ def to_native(state: Mapping, fmt: str = 'auto') -> Tuple[Dict, Dict]:
         if k.endswith('.running_mean'):
             nbt = k[:-len('running_mean')] + 'num_batches_tracked'
             if nbt not in out:
-                import torch
                 out[nbt] = torch.tensor(0, dtype=torch.long)
                 added.append(nbt)
     out.update(classifier)
@@ -176,8 +180,6 @@ def detect_variant(native: Mapping) -> Dict:
         FormatDetectionError: When the weights are not a Res2Net or the
             architecture cannot be told (then pass it explicitly).
     """
-    from ..models.res2net import STAGE_BLOCKS
-    from ..models.variants import VARIANTS
 
     def shape(key):
         if key not in native:
@@ -290,9 +292,7 @@ def variant_differences(variant: Dict, expected: Dict) -> List[str]:
 
 
 def resolve_arch(arch: Optional[str]) -> Optional[Dict]:
-    """Backbone arguments of a named variant (with the implicit defaults)."""
+    """Backbone arguments of a named variant, with its family's defaults."""
     if arch is None:
         return None
-    from ..models.variants import get_variant
-    return {**dict(groups=1, deep_stem=False, avg_down=False, se_ratio=None),
-            **get_variant(arch).backbone}
+    return variants.resolve_arch(get_variant(arch).model, arch)

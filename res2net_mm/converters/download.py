@@ -15,6 +15,10 @@ again) without any network.
 the files under the names the table gives) is tried before the publisher's
 URL, for machines without internet access; the same checks apply.
 
+Plain ``http(s)://`` and ``file://`` URLs (``init_cfg``, ``convert.py``) are
+fetched once into the same folder by :func:`fetch_url`, the same way; a hash
+prefix in the file name (``-<hex>.pth``) is checked.
+
 Conversion from the file's own format happens on load: the resolved path is
 read by :func:`~res2net_mm.converters.loading.load_checkpoint_any`
 (``init_cfg``, ``convert.py``) or by mmengine's loaders (``load_from=``,
@@ -25,18 +29,25 @@ through the ``res2net_mm://`` scheme registered with mmengine's
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import socket
 import sys
 import urllib.error
 import urllib.request
 from typing import List, Optional, Tuple
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, unquote, urlparse
 
+import mmengine.logging
+import torch.hub
+from mmengine.runner.checkpoint import CheckpointLoader
+from torch.hub import tqdm  # tqdm, or torch's stand-in without it
+
+from ..utils.io import atomic_write
+from ..version import __version__
 from .container import sniff_container
 from .errors import CheckpointError
 from .published import SCHEME, PublishedWeights, get_weights
-from .saving import atomic_write
 
 MIRROR_ENV = 'RES2NET_MM_WEIGHTS_MIRROR'
 CHUNK = 1 << 20
@@ -69,7 +80,6 @@ class _Failed(Exception):
 
 def cache_dir() -> str:
     """``torch.hub.get_dir()/checkpoints`` (follows ``$TORCH_HOME``)."""
-    import torch.hub
     return os.path.join(torch.hub.get_dir(), 'checkpoints')
 
 
@@ -111,7 +121,6 @@ def _open(location: str):
         if not os.path.isfile(location):
             raise _Failed('missing', f'{location} does not exist')
         return open(location, 'rb'), os.path.getsize(location)
-    from ..version import __version__
     request = urllib.request.Request(
         location, headers={'User-Agent': f'res2net_mm/{__version__}'})
     try:
@@ -131,7 +140,6 @@ def _open(location: str):
 
 def _copy(location: str, tmp: str, progress: bool, label: str) -> str:
     """Stream ``location`` into ``tmp``; returns the sha256 hex digest."""
-    from torch.hub import tqdm  # tqdm, or torch's stand-in without it
     stream, size = _open(location)
     digest, received = hashlib.sha256(), 0
     try:
@@ -204,6 +212,16 @@ def _hint(kind: str, weights: PublishedWeights) -> str:
     }.get(kind, f'Check the network and retry. {_MIRROR_HINT}')
 
 
+def _cache_write_failed(source: str, dest: str,
+                        error: OSError) -> DownloadError:
+    """The cache side failed (permissions, full disk)."""
+    return DownloadError(
+        source, f'cannot write {os.path.basename(dest)} into '
+        f'{os.path.dirname(dest)} ({error}); nothing was kept',
+        'Free space there, or set TORCH_HOME to a writable folder',
+        kind='write')
+
+
 def fetch_weights(name: str,
                   mirror: Optional[str] = None,
                   progress: Optional[bool] = None,
@@ -249,16 +267,12 @@ def fetch_weights(name: str,
         except _Failed as e:
             tried.append(e)
             continue
-        except OSError as e:  # the cache side: permissions, full disk
-            raise DownloadError(
-                uri, f'cannot write {weights.file_name} into '
-                f'{os.path.dirname(dest)} ({e}); nothing was kept',
-                'Free space there, or set TORCH_HOME to a writable folder',
-                kind='write') from None
+        except OSError as e:
+            raise _cache_write_failed(uri, dest, e) from None
         if tried:
-            from mmengine.logging import print_log
-            print_log(f'{uri}: {"; ".join(map(str, tried))}; got it from '
-                      f'{location} instead', logger='current', level=30)
+            mmengine.logging.print_log(
+                f'{uri}: {"; ".join(map(str, tried))}; got it from '
+                f'{location} instead', logger='current', level=30)
         return dest
     problems = '; '.join(f'{i + 1}) {e}' for i, e in enumerate(tried))
     raise DownloadError(
@@ -290,6 +304,63 @@ def resolve_uri(path) -> str:
         raise CheckpointError(path, e.args[0]) from None
 
 
+def fetch_url(url: str,
+              progress: Optional[bool] = None,
+              cache: Optional[str] = None) -> str:
+    """The local file of an ``http(s)://`` or ``file://`` URL, fetched once.
+
+    It goes to the cache (:func:`cache_dir`) under the URL's base name the
+    way published weights do (a temporary name, renamed when complete), and
+    later calls read it from there. A name ending in ``-<hex digits>.<ext>``
+    (the OpenMMLab / torch hub convention, see ``publish_model.py``) must be
+    a prefix of the file's sha256.
+
+    Args:
+        url (str): The URL.
+        progress (bool, optional): Show a progress bar; defaults to when
+            stderr is a terminal.
+        cache (str, optional): Cache folder; defaults to :func:`cache_dir`.
+
+    Returns:
+        str: The path of the cached file.
+
+    Raises:
+        DownloadError: Naming the URL and what failed (``kind`` as in
+            :class:`DownloadError`); nothing is left in the cache.
+    """
+    parsed = urlparse(url)
+    name = os.path.basename(unquote(parsed.path))
+    dest = os.path.join(cache or cache_dir(), name)
+    if os.path.isfile(dest):
+        return dest
+    if progress is None:
+        progress = sys.stderr.isatty()
+    location = unquote(parsed.path) if parsed.scheme == 'file' else url
+    match = re.search(r'-([a-f0-9]{8,})\.', name)
+
+    def write(tmp):
+        sha256 = _copy(location, tmp, progress, 'URL')
+        if match and not sha256.startswith(match.group(1)):
+            raise _Failed('hash', f'{location}: its sha256 hash is {sha256}, '
+                          f'its name promises one starting with '
+                          f'{match.group(1)}')
+
+    mmengine.logging.print_log(f'downloading {url} to {dest}',
+                               logger='current')
+    try:
+        atomic_write(dest, write)
+    except _Failed as e:
+        hint = ('The file is not the one its name promises: check the URL'
+                if e.kind == 'hash' else 'Check the URL and the network and '
+                'retry')
+        problem = str(e).removeprefix(f'{location}: ')
+        raise DownloadError(url, f'download rejected: {problem}', hint,
+                            kind=e.kind) from None
+    except OSError as e:
+        raise _cache_write_failed(url, dest, e) from None
+    return dest
+
+
 def load_from_res2net_mm(filename: str, map_location=None):
     """mmengine ``CheckpointLoader`` backend for ``res2net_mm://NAME``.
 
@@ -297,8 +368,6 @@ def load_from_res2net_mm(filename: str, map_location=None):
     exactly as that local path would be (mmengine's local backend), so
     ``load_from='res2net_mm://NAME'`` means the same as the file itself.
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
-
     path = resolve_uri(filename)
     container = sniff_container(path)
     if container != 'torch':
@@ -317,7 +386,6 @@ def register_checkpoint_scheme() -> None:
     """Make mmengine's checkpoint loading (``load_from``, ``load_checkpoint``,
     ``Pretrained`` init, the toolboxes' inferencers) accept ``res2net_mm://``.
     Idempotent."""
-    from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
         prefixes=SCHEME, loader=load_from_res2net_mm, force=True)
 
@@ -328,6 +396,7 @@ def copy_atomically(src: str, dst: str) -> str:
 
 
 __all__ = ['DownloadError', 'MIRROR_ENV', 'cache_dir', 'cached_path',
-           'fetch_weights', 'resolve_uri', 'load_from_res2net_mm',
-           'register_checkpoint_scheme', 'sources', 'mirror_location',
-           'file_sha256', 'check_digest', 'copy_atomically']
+           'fetch_weights', 'fetch_url', 'resolve_uri',
+           'load_from_res2net_mm', 'register_checkpoint_scheme', 'sources',
+           'mirror_location', 'file_sha256', 'check_digest',
+           'copy_atomically']

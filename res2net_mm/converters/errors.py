@@ -24,8 +24,12 @@ class UnsafeCheckpointError(CheckpointError):
     """The file holds pickled objects that would run code when loaded."""
 
 
-class WeightMismatchError(ValueError):
-    """Checkpoint weights do not fit the model (missing or mis-shaped keys)."""
+class WeightMismatchError(ValueError, RuntimeError):
+    """Checkpoint weights do not fit the model (missing or mis-shaped keys).
+
+    Also a ``RuntimeError``, the error of torch's strict ``load_state_dict``
+    for the same problem, so code written for that catches it too.
+    """
 
 
 class TensorShapeError(CheckpointError, WeightMismatchError):

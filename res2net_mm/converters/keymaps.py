@@ -210,6 +210,51 @@ def to_mindcv(state: Mapping) -> Dict:
     ])
 
 
+# ---- Res2Net-DLA ------------------------------------------------------------
+# The DLA backbones use timm's names (see res2net_mm.models.dla), which the
+# official files share except for the unused project layers below.
+_DLA_PROJECT = re.compile(r'^(.*\.)?project\.')
+
+
+def dla_from_official(state: Mapping) -> Tuple[Dict, Dict[str, str]]:
+    """Official / timm Res2Net-DLA weights -> res2net_mm names.
+
+    Drops the ``project`` layers of trees whose first child is a tree (their
+    output is never used; the official files carry them, timm's do not) and
+    reshapes the 1x1-conv classifier ``fc.weight`` ``(N, C, 1, 1)`` to the
+    linear ``(N, C)`` of :class:`~res2net_mm.models.Res2NetClassifier`.
+    Decided by names only: a tree's project is used iff the tree has a block
+    ``tree1.conv1``.
+
+    Args:
+        state (Mapping): Official or timm DLA weights.
+
+    Returns:
+        tuple[dict, dict]: The weights and ``{dropped key: reason}``.
+    """
+    out, dropped = {}, {}
+    for key, value in state.items():
+        m = _DLA_PROJECT.match(key)
+        if m:
+            tree = m.group(1) or ''
+            if not any(k.startswith(f'{tree}tree1.conv1.') for k in state):
+                dropped[key] = ('unused project layer of a multi-level tree '
+                                '(official DLA)')
+                continue
+        if key == 'fc.weight' and value.dim() == 4:
+            value = value.flatten(1)
+        out[key] = value
+    return out, dropped
+
+
+def dla_to_timm(state: Mapping) -> Dict:
+    """res2net_mm DLA weights (classifier included) -> timm names/shapes."""
+    out = dict(state)
+    if 'fc.weight' in out and out['fc.weight'].dim() == 2:
+        out['fc.weight'] = out['fc.weight'][:, :, None, None]
+    return out
+
+
 FROM_FORMAT: Dict[str, Callable[[Mapping], Dict]] = dict(
     native=dict, official=from_timm, timm=from_timm,
     mmpretrain=from_mmpretrain, mmdet=from_mmdet, mindcv=from_mindcv)

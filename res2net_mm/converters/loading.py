@@ -1,9 +1,14 @@
 """Load Res2Net weights of any supported format into res2net_mm models.
 
-``Res2Net(init_cfg=dict(type='Pretrained', checkpoint=PATH))`` comes here (see
-:meth:`res2net_mm.models.Res2Net.init_weights`): unlike mmengine's own
-``Pretrained`` init, which warns about missing keys and then trains from random
-weights, weights that do not fit the backbone raise unless the user relaxes it.
+``init_cfg=dict(type='Pretrained', checkpoint=PATH)`` of a Res2Net or a
+Res2Net-DLA backbone comes here (:func:`load_pretrained_from_init_cfg`, which
+the backbones find in :data:`res2net_mm.registry.WEIGHT_LOADERS` under
+``'Pretrained'``): unlike mmengine's own ``Pretrained`` init, which warns about
+missing keys and then trains from random weights, weights that do not fit the
+backbone raise unless the user relaxes it. :func:`rename_deep_stem_keys`
+(``'deep_stem_keys'``) lets mmdet's and mmpretrain's files load into a
+deep-stem Res2Net with ``load_state_dict`` itself (mmengine's
+``load_checkpoint``, ``load_from=``).
 """
 import re
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -12,15 +17,30 @@ import torch
 from mmengine.logging import print_log
 from torch import nn
 
+from ..registry import WEIGHT_LOADERS
 from .detect import (FORMATS, backbone_kwargs, describe_variant,
                      detect_variant, resolve_arch, to_native,
                      variant_differences, FormatDetectionError)
 from .errors import CheckpointError, WeightMismatchError
-from .keymaps import strip_prefix
+from .keymaps import dla_from_official, native_stem_names, strip_prefix
 from .reading import read_checkpoint, resolve_path
 from .validate import check_finite, validate_native
 
 CLASSIFIER = re.compile(r'^(fc|head|classifier)\.')
+
+
+def _read_state(path, trust: bool, map_location,
+                prefix: Optional[str]) -> Tuple[str, Dict, Dict]:
+    """``(local path, flat state, info)`` of a file, URL or name, only the
+    keys under ``prefix`` (without it) when one is given."""
+    path = resolve_path(path)
+    state, info = read_checkpoint(path, trust=trust, map_location=map_location)
+    if prefix:
+        state = strip_prefix(state, prefix)
+        if not state:
+            raise CheckpointError(path, f'no keys start with prefix '
+                                  f'{prefix!r}')
+    return path, state, info
 
 
 def load_checkpoint_any(path,
@@ -71,13 +91,7 @@ def load_checkpoint_any(path,
             :class:`TensorShapeError` (each key with both shapes) and
             :class:`NonFiniteWeightsError` among them.
     """
-    path = resolve_path(path)
-    state, info = read_checkpoint(path, trust=trust, map_location=map_location)
-    if prefix:
-        state = strip_prefix(state, prefix)
-        if not state:
-            raise CheckpointError(path, f'no keys start with prefix '
-                                  f'{prefix!r}')
+    path, state, info = _read_state(path, trust, map_location, prefix)
     detected = fmt in ('auto', 'safetensors', None)
     if detected:
         fmt = 'auto'
@@ -120,6 +134,64 @@ def load_checkpoint_any(path,
     return native, info
 
 
+def is_dla_backbone(model: nn.Module) -> bool:
+    """Whether ``model`` has the Res2Net-DLA layout (``base_layer``,
+    ``level0`` ... ``level5``) rather than the ResNet one the Res2Net key maps
+    describe. Told by the layout (duck typing), not by class."""
+    return all(hasattr(model, name) for name in ('base_layer', 'level5'))
+
+
+def load_dla_checkpoint(path,
+                        fmt: str = 'auto',
+                        trust: bool = False,
+                        map_location='cpu',
+                        prefix: Optional[str] = None,
+                        allow_nonfinite: bool = False) -> Tuple[Dict, Dict]:
+    """Read Res2Net-DLA weights as a native state dict, values checked.
+
+    The official files, timm's and res2net_mm's name the DLA weights the
+    same way (see :func:`~.keymaps.dla_from_official` for the official
+    extras); the shapes are checked against the backbone by
+    :func:`load_native_into`.
+
+    Args:
+        path (str): Any file :func:`read_checkpoint` reads, a URL or a
+            ``res2net_mm://`` name (see :func:`resolve_path`).
+        fmt (str): ``'auto'``, ``'native'``, ``'official'`` or ``'timm'``
+            (one naming); ``'safetensors'`` is a container and means
+            ``'auto'``.
+        trust (bool): Allow a full unpickle (see :func:`load_checkpoint_any`).
+        map_location: Passed to ``torch.load``. Defaults to ``'cpu'``.
+        prefix (str, optional): Keep only the keys under this prefix.
+        allow_nonfinite (bool): Accept NaN / infinite values.
+
+    Returns:
+        tuple[dict, dict]: Native weights (the classifier ``fc.*`` included)
+        and the info of :func:`load_checkpoint_any` (``variant`` None,
+        ``architecture`` a description).
+
+    Raises:
+        CheckpointError: Naming the file and the problem.
+        ValueError: For a format that is not a DLA naming.
+    """
+    namings = ('native', 'official', 'timm')
+    if fmt not in ('auto', 'safetensors', None) + namings:
+        raise ValueError(f'format {fmt!r} is not a Res2Net-DLA naming; '
+                         f'valid: auto, safetensors, {", ".join(namings)}')
+    path, state, info = _read_state(path, trust, map_location, prefix)
+    native, dropped = dla_from_official(state)
+    nonfinite = check_finite(native, str(path), allow_nonfinite)
+    detected = fmt in ('auto', 'safetensors', None)
+    if detected:  # only the official files carry the unused projections
+        fmt = 'official' if dropped else 'timm'
+    dropped.update(info['skipped'])
+    info.update(format=fmt, detected=detected, variant=None,
+                architecture='Res2Net-DLA (checked against the backbone key '
+                'by key)', dropped=dropped, added=[], mapped=len(native),
+                renamed=0, nonfinite=nonfinite)
+    return native, info
+
+
 def _check_arch(path, native: Mapping, arch: str,
                 variant: Optional[Dict]) -> Dict:
     """Refuse weights of another architecture than the named variant."""
@@ -150,7 +222,8 @@ def describe_load(info: Dict) -> str:
     lines = [
         f"{info['path']}: {info['container']} file, {info['format']} naming "
         f'({how})',
-        f"architecture: {describe_variant(info['variant'])}",
+        'architecture: ' + (describe_variant(info['variant'])
+                            if info['variant'] else info['architecture']),
         f"mapped {info['mapped']} tensors to res2net_mm names "
         f"({info['renamed']} renamed, the rest already matching)",
     ]
@@ -307,41 +380,58 @@ def load_native_into(model: nn.Module,
     return fit
 
 
+@WEIGHT_LOADERS.register_module(name='Pretrained')
 def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: dict) -> Dict:
-    """Handle ``init_cfg=dict(type='Pretrained', ...)`` of a Res2Net backbone.
+    """Handle ``init_cfg=dict(type='Pretrained', ...)`` of a backbone.
+
+    One loader for both layouts: a Res2Net (any naming of
+    :func:`load_checkpoint_any`) and a Res2Net-DLA (told by
+    :func:`is_dla_backbone`; read by :func:`load_dla_checkpoint`), with the
+    same options, checks and errors.
 
     Args:
         model (nn.Module): The backbone.
-        init_cfg (dict): ``checkpoint`` (path), and optionally ``format``
-            (``'auto'``), ``prefix`` (keep keys under it, as mmengine's),
-            ``map_location`` (``'cpu'``), ``allow_mismatch`` (False),
-            ``allow_nonfinite`` (False: NaN / infinite values raise) and
-            ``trust`` (False: see :func:`load_checkpoint_any`). Every shape
-            is checked against the model's, every value must be finite,
-            before anything is copied into the model.
+        init_cfg (dict): ``checkpoint`` (path, URL or ``res2net_mm://``
+            name), and optionally ``format`` (``'auto'``), ``prefix`` (keep
+            keys under it, as mmengine's), ``map_location`` (``'cpu'``),
+            ``allow_mismatch`` (False), ``allow_nonfinite`` (False: NaN /
+            infinite values raise) and ``trust`` (False: see
+            :func:`load_checkpoint_any`). Every shape is checked against the
+            model's, every value must be finite, before anything is copied
+            into the model.
 
     Returns:
         dict: The :func:`check_fit` result.
+
+    Raises:
+        KeyError: For an unknown ``init_cfg`` key.
+        ValueError: Without ``checkpoint``.
+        CheckpointError: For a file that cannot be used.
+        WeightMismatchError: Weights that do not fit the backbone (every key
+            with both shapes), unless ``allow_mismatch``.
     """
     known = {'type', 'checkpoint', 'format', 'prefix', 'map_location',
              'allow_mismatch', 'allow_nonfinite', 'trust'}
     unknown = set(init_cfg) - known
     if unknown:
-        raise KeyError(f'unknown Pretrained init_cfg keys {sorted(unknown)}; '
-                       f'valid: {sorted(known)}')
+        raise KeyError(f'unknown Pretrained init_cfg keys {sorted(unknown)} '
+                       f'for {type(model).__name__}; valid: {sorted(known)}')
     if not init_cfg.get('checkpoint'):
         raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH")
     path = init_cfg['checkpoint']
-    native, info = load_checkpoint_any(
-        path,
+    options = dict(
         fmt=init_cfg.get('format', 'auto'),
         trust=init_cfg.get('trust', False),
         map_location=init_cfg.get('map_location', 'cpu') or 'cpu',
         prefix=init_cfg.get('prefix'),
-        allow_nonfinite=init_cfg.get('allow_nonfinite', False),
+        allow_nonfinite=init_cfg.get('allow_nonfinite', False))
+    if is_dla_backbone(model):
+        native, info = load_dla_checkpoint(path, **options)
+    else:
         # The model is the architecture: load_native_into checks every key
         # against it (a backbone with plugins has keys detection cannot see).
-        check_architecture=False)
+        native, info = load_checkpoint_any(path, check_architecture=False,
+                                           **options)
     print_log(describe_load(info), logger='current')
     fit = load_native_into(
         model, native, allow_mismatch=init_cfg.get('allow_mismatch', False),
@@ -354,6 +444,28 @@ def load_pretrained_from_init_cfg(model: nn.Module, init_cfg: dict) -> Dict:
     return fit
 
 
+@WEIGHT_LOADERS.register_module(name='deep_stem_keys')
+def rename_deep_stem_keys(state_dict: Dict, prefix: str) -> None:
+    """Rename mmdet's / mmpretrain's deep-stem keys under ``prefix`` in place.
+
+    A deep-stem :class:`~res2net_mm.models.Res2Net` calls it from its
+    ``_load_from_state_dict`` (as ``'deep_stem_keys'`` in
+    :data:`~res2net_mm.registry.WEIGHT_LOADERS`), so their files (a
+    published mmdet detector given to mmengine's ``load_checkpoint`` or
+    ``load_from=``) load directly instead of being skipped by a non-strict
+    load with a warning.
+
+    Args:
+        state_dict (dict): The state dict being loaded (changed in place).
+        prefix (str): The backbone's prefix in it, e.g. ``'backbone.'``.
+    """
+    local = [k[len(prefix):] for k in state_dict
+             if k.startswith(prefix + 'stem.')]
+    for old, new in native_stem_names(local).items():
+        state_dict[prefix + new] = state_dict.pop(prefix + old)
+
+
 __all__ = ['load_checkpoint_any', 'load_pretrained_from_init_cfg',
-           'load_native_into', 'check_fit', 'describe_load',
-           'backbone_kwargs']
+           'load_dla_checkpoint', 'load_native_into', 'check_fit',
+           'describe_load', 'backbone_kwargs', 'is_dla_backbone',
+           'rename_deep_stem_keys']

@@ -13,6 +13,7 @@ the sha256 prefix the file name carries by the publisher's naming rule
 (``sha256_kind='prefix'``), or None (``'unpublished'``: timm's hub files are
 named ``model.safetensors``, with no hash in timm's repository).
 """
+import difflib
 from dataclasses import dataclass
 from typing import Dict, Optional
 from urllib.parse import urlparse
@@ -277,7 +278,6 @@ def get_weights(name: str) -> PublishedWeights:
     try:
         return WEIGHTS[key]
     except KeyError:
-        import difflib
         close = difflib.get_close_matches(key, list(WEIGHTS), n=3)
         hint = f' Did you mean {", ".join(close)}?' if close else ''
         raise KeyError(

@@ -5,7 +5,6 @@ unless the caller trusts the file), safetensors (also MindSpore's), and
 MindSpore ``.ckpt`` (protobuf, decoded without MindSpore). Nothing here renames keys: see
 :mod:`.keymaps` and :mod:`.detect`.
 """
-import json
 import os
 import pickle
 import re
@@ -14,11 +13,14 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
+from mmengine.runner.checkpoint import (_get_mmengine_home,
+                                        get_deprecated_model_names,
+                                        get_external_models)
 
 from .container import sniff_container
-from .download import resolve_uri
+from .download import fetch_url, resolve_uri
 from .errors import CheckpointError, UnsafeCheckpointError
-from .mindspore_ckpt import CkptFormatError, looks_like_ckpt, parse_ckpt
+from .mindspore_ckpt import CkptFormatError, parse_ckpt
 
 # Where training checkpoints keep the model weights, in order of preference:
 # mmengine / mmcv / timm train scripts ('state_dict'), others ('model', ...).
@@ -47,12 +49,14 @@ def weights_key(checkpoint: Mapping) -> Optional[str]:
 
 
 def resolve_path(path) -> str:
-    """Turn ``open-mmlab://NAME`` and ``http(s)://`` into a local file.
+    """Turn ``res2net_mm://``, ``open-mmlab://`` and URLs into a local file.
 
-    Downloads go to torch hub's checkpoint folder (``$TORCH_HOME``) once, via
-    a temporary file; a name ending in ``-<hex digits>.<ext>`` (OpenMMLab and
-    torch hub convention, see ``publish_model.py``) is checked against the
-    sha256 of the download. The file is then read like any local file (safely).
+    URLs (``http(s)://``, ``file://``) are fetched once into torch hub's
+    checkpoint folder (``$TORCH_HOME``) by
+    :func:`~res2net_mm.converters.download.fetch_url`, via a temporary file;
+    a name ending in ``-<hex digits>.<ext>`` (OpenMMLab and torch hub
+    convention, see ``publish_model.py``) is checked against the sha256 of
+    the download. The file is then read like any local file (safely).
 
     Args:
         path (str): A local path, URL, ``open-mmlab://`` name or
@@ -61,15 +65,15 @@ def resolve_path(path) -> str:
 
     Returns:
         str: A local path.
+
+    Raises:
+        CheckpointError: For an unknown name or a failed download.
     """
     path = os.fspath(path)
     if path.startswith('res2net_mm://'):
         return resolve_uri(path)
     for scheme in ('open-mmlab://', 'openmmlab://'):
         if path.startswith(scheme):
-            from mmengine.runner.checkpoint import (
-                _get_mmengine_home, get_deprecated_model_names,
-                get_external_models)
             name = path[len(scheme):]
             name = get_deprecated_model_names().get(name, name)
             urls = get_external_models()
@@ -80,24 +84,9 @@ def resolve_path(path) -> str:
             if not url.startswith(('http://', 'https://')):
                 return os.path.join(_get_mmengine_home(), url)
             path = url
-    if not path.startswith(('http://', 'https://')):
-        return path
-    from urllib.parse import urlparse
-    folder = os.path.join(torch.hub.get_dir(), 'checkpoints')
-    os.makedirs(folder, exist_ok=True)
-    local = os.path.join(folder, os.path.basename(urlparse(path).path))
-    if not os.path.exists(local):
-        match = re.search(r'-([a-f0-9]{8,})\.', os.path.basename(local))
-        try:
-            # Writes to a temporary name and moves it into place.
-            torch.hub.download_url_to_file(
-                path, local, hash_prefix=match.group(1) if match else None,
-                progress=False)
-        except RuntimeError as e:  # hash mismatch
-            raise CheckpointError(path, f'download rejected: {e}') from None
-        except OSError as e:
-            raise CheckpointError(path, f'download failed: {e}') from None
-    return local
+    if path.startswith(('http://', 'https://', 'file://')):
+        return fetch_url(path)
+    return path
 
 
 def load_torch_file(path, trust: bool, map_location) -> Any:

@@ -1,49 +1,23 @@
 """Write native weights in another format, atomically.
 
 Every writer saves to a temporary file in the destination folder and renames it
-over the destination only when the write has finished, so a failure (full disk,
-bad input, Ctrl-C) never leaves a partial file behind.
+over the destination only when the write has finished
+(:func:`res2net_mm.utils.io.atomic_write`), so a failure (full disk, bad input,
+Ctrl-C) never leaves a partial file behind.
 """
 import json
-import os
-import tempfile
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
+from ..utils.io import atomic_write
+from ..version import __version__
 from .keymaps import TO_FORMAT, split_classifier
+from .mindspore_ckpt import serialize_ckpt
 from .validate import check_finite
 
 OUT_FORMATS = ('native', 'timm', 'mmpretrain', 'mmdet', 'safetensors',
                'mindcv')
-
-
-def atomic_write(path, write: Callable[[str], None]) -> str:
-    """Call ``write(tmp_path)`` then rename the result to ``path``.
-
-    Args:
-        path (str): Destination.
-        write (Callable[[str], None]): Writes the whole file to the path given.
-
-    Returns:
-        str: ``path``.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, 'rb+') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def convert_state(native: Mapping, fmt: str) -> Dict:
@@ -109,7 +83,6 @@ def save_checkpoint_as(native: Mapping,
     if fmt == 'mmdet':
         native, _ = split_classifier(native)  # mmdet has no classifier
     state = convert_state(native, fmt)
-    from ..version import __version__
     info = dict(res2net_mm=dict(version=__version__, format=fmt),
                 **plain_values(meta or {}))
 
@@ -121,7 +94,6 @@ def save_checkpoint_as(native: Mapping,
         return atomic_write(path, lambda p: save_file(tensors, p,
                                                       metadata=header)), state
     if fmt == 'mindcv':
-        from .mindspore_ckpt import serialize_ckpt
         data = serialize_ckpt({k: v.numpy() for k, v in state.items()})
 
         def write(p):

@@ -12,6 +12,8 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from ..models.res2net import Res2Net
+from .detect import backbone_kwargs
 from .errors import NonFiniteWeightsError, TensorShapeError
 
 Shapes = Dict[str, Tuple[int, ...]]
@@ -37,8 +39,6 @@ def architecture_shapes(variant: Dict) -> Shapes:
         dict: ``{key: shape}`` of the backbone, plus ``fc.weight`` and
         ``fc.bias`` when ``num_classes`` is set.
     """
-    from ..models.res2net import Res2Net
-    from .detect import backbone_kwargs
     kwargs = backbone_kwargs(variant)
     with torch.device('meta'):
         backbone = Res2Net(**kwargs, out_indices=(kwargs['num_stages'] - 1, ))

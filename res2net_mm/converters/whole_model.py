@@ -25,6 +25,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
+from ..models.res2net import Res2Net
 from .detect import (FormatDetectionError, describe_variant, detect_variant,
                      to_native)
 from .errors import CheckpointError, WeightMismatchError
@@ -44,7 +45,6 @@ class ModelMismatchError(CheckpointError, WeightMismatchError):
 def is_res2net_backbone(module) -> bool:
     """Whether ``module`` is res2net_mm's :class:`Res2Net` (the key maps'
     target; the DLA and bLRes2Net families have no foreign namings here)."""
-    from ..models.res2net import Res2Net
     return isinstance(module, Res2Net)
 
 

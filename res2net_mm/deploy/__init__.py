@@ -1,4 +1,10 @@
-"""Deploy-mode helpers: BN folding and fused inference kernels."""
-from .fuse import fold_bn, fold_pair, fuse_res2net, group_convs
+"""Deploy mode for whole models (BN folding) and ONNX export.
 
-__all__ = ['fold_bn', 'fold_pair', 'group_convs', 'fuse_res2net']
+The folding primitives are :mod:`res2net_mm.models.fusion`'s, re-exported
+here.
+"""
+from ..models.fusion import FusedConv2d, fold_bn, fold_pair, group_convs
+from .fuse import fuse_res2net
+
+__all__ = ['FusedConv2d', 'fold_bn', 'fold_pair', 'group_convs',
+           'fuse_res2net']

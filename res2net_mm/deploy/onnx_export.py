@@ -4,12 +4,13 @@ onnxruntime.
 onnx / onnxruntime are imported inside the functions: the package itself
 needs neither.
 """
-import os
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..utils.io import atomic_write
 
 
 class BackboneOutputs(nn.Module):
@@ -73,19 +74,15 @@ def export_onnx(model: nn.Module,
     example = torch.randn(batch, 3, *size)
     axes = {'input': {0: 'batch'}}
     axes.update({n: {0: 'batch'} for n in names})
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(path)}.tmp{os.getpid()}')
-    try:
+
+    def write(tmp):
         with torch.no_grad():
             torch.onnx.export(
                 model, (example, ), tmp, input_names=['input'],
                 output_names=names, opset_version=opset,
                 dynamic_axes=axes if dynamic_batch else None, dynamo=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)
     return dict(path=path, inputs=['input'], outputs=names, example=example)
 
 

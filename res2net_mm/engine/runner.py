@@ -1,6 +1,10 @@
 """Building an mmengine Runner for any OpenMMLab 2.x config (mmpretrain, mmdet)."""
 import importlib
 
+import torch
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
 from .checkpoint import PortableCheckpointHook, allow_training_checkpoints
 from .dist import setup_cpu_distributed
 from .load_from import install as install_any_format_loading
@@ -36,10 +40,8 @@ def register_scope_modules(cfg) -> str:
             f'{", ".join(KNOWN_SCOPES)}. Is it installed? ({e})') from e
     # The Runner sets the default scope itself (from cfg.default_scope).
     register_all_modules(init_default_scope=False)
-    # The project's own registries (backbone, training loop) must exist before
-    # the Runner looks up ``res2net_mm.*`` types.
-    importlib.import_module('res2net_mm')
-    importlib.import_module('res2net_mm.engine')
+    # The project's own registries (backbone, training loop) exist already:
+    # this module is part of res2net_mm, whose import registers them.
     return scope
 
 
@@ -52,7 +54,6 @@ def apply_dataloader_defaults(cfg) -> None:
     """
     if cfg.get('default_scope') != 'mmpretrain':
         return
-    import torch
     for field in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         loader = cfg.get(field)
         if loader is None:
@@ -78,9 +79,6 @@ def build_runner(cfg, launcher: str = 'none'):
         ``load_from`` in any supported format
         (:func:`~res2net_mm.engine.load_from.load_checkpoint_any_format`).
     """
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
     allow_training_checkpoints()
     register_scope_modules(cfg)
     apply_dataloader_defaults(cfg)

@@ -19,64 +19,23 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmengine.model.weight_init import constant_init
 from torch import nn
 
 from ..registry import MODELS
-from .base import FreezableBackbone
+from .base import DEFAULT_INIT_CFG, FreezableBackbone
 from .bottle2neck import Bottle2neck
+from .fusion import fold_pair, fold_sequential
 from .variants import resolve_arch
 
 # Blocks per stage, as bLResNet (the little branch takes blocks // beta - 1).
 BL_STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (4, 8, 18, 3), 152: (5, 12, 30, 3)}
 
 
-class BLBottle2neck(Bottle2neck):
-    """:class:`Bottle2neck` whose final ReLU can be left out.
-
-    bL-Net merges the big and little branches as ``relu(big + little)``, so
-    the big branch's last block ends before its ReLU (``last_relu=False``).
-    Such a block runs the plain Res2Net computation below (Bottle2neck's own
-    forward applies the ReLU inside its fused fast paths); every other block
-    is an unchanged Bottle2neck.
-    """
-
-    def __init__(self, *args, last_relu: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.last_relu = last_relu
-
-    def _pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        splits = torch.split(out, self.width, dim=1)
-        outs = []
-        sp = splits[0]
-        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            if i > 0:
-                sp = splits[i] if self.stage_block else sp + splits[i]
-            sp = self.relu(bn(conv(sp)))
-            outs.append(sp)
-        outs.append(self.pool(splits[-1]) if self.pool is not None
-                    else splits[-1])
-        out = self.norm3(self.conv3(torch.cat(outs, dim=1)))
-        if self.se is not None:
-            out = self.se(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.drop_path(out) + identity
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.last_relu:
-            return super().forward(x)
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._pre_activation, x, use_reentrant=False)
-        return self._pre_activation(x)
-
-    def switch_to_deploy(self) -> None:
-        # Folding may merge the split convs into one grouped conv, which
-        # _pre_activation does not run; these few blocks stay unfolded.
-        if self.last_relu:
-            super().switch_to_deploy()
+# bL-Net merges the big and little branches as ``relu(big + little)``, so the
+# big branch's last block leaves out its final ReLU (``last_relu=False``);
+# otherwise these are plain Res2Net blocks. The name stays for existing code.
+BLBottle2neck = Bottle2neck
 
 
 class BLModule(nn.Module):
@@ -152,7 +111,11 @@ class BLRes2Net(FreezableBackbone):
             (as bLResNet does). Defaults to True.
         init_cfg (dict or list[dict], optional): Initialization config.
     """
-    block = BLBottle2neck
+    block = Bottle2neck
+    # (conv, norm) pairs of the stem, in the order _stem runs them.
+    _STEM_PAIRS = (('conv1', 'bn1'), ('b_conv0', 'bn_b0'), ('l_conv0', 'bn_l0'),
+                   ('l_conv1', 'bn_l1'), ('l_conv2', 'bn_l2'),
+                   ('bl_init', 'bn_bl_init'))
 
     def __init__(self,
                  arch: Optional[str] = None,
@@ -171,20 +134,12 @@ class BLRes2Net(FreezableBackbone):
                  with_cp: bool = False,
                  channels_last: Optional[bool] = None,
                  zero_init_residual: bool = True,
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(type='Constant', val=1,
-                          layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
+                 init_cfg=DEFAULT_INIT_CFG):
         super().__init__(init_cfg=init_cfg)
         self._set_channels_last(channels_last)
         settings = resolve_arch(
-            'bLRes2Net', dict(depth=50, scales=4, base_width=26, groups=1),
-            arch, depth=depth, scales=scales, base_width=base_width,
-            groups=groups)
-        if settings['depth'] not in BL_STAGE_BLOCKS:
-            raise KeyError(f'invalid depth {settings["depth"]} for bLRes2Net: '
-                           f'valid depths are {sorted(BL_STAGE_BLOCKS)}')
+            'bLRes2Net', arch, BL_STAGE_BLOCKS, depth=depth, scales=scales,
+            base_width=base_width, groups=groups)
         if alpha < 1 or beta < 1:
             raise ValueError(f'alpha and beta must be >= 1, got {alpha} and '
                              f'{beta}')
@@ -201,6 +156,7 @@ class BLRes2Net(FreezableBackbone):
         self.norm_eval = norm_eval
         self.with_cp = with_cp
         self.zero_init_residual = zero_init_residual
+        self.deploy = False
 
         self._make_stem(in_channels, 64)
         blocks = BL_STAGE_BLOCKS[self.depth]
@@ -290,18 +246,12 @@ class BLRes2Net(FreezableBackbone):
                 last_relu=last_relu or j < num_blocks - 1))
         return nn.Sequential(*layers)
 
-    def _freeze_stages(self):
-        if self.frozen_stages >= 0:
-            for name, m in self.named_children():
-                if not name.startswith('layer'):
-                    m.eval()
-                    for param in m.parameters():
-                        param.requires_grad = False
-        for i in range(1, self.frozen_stages + 1):
-            m = getattr(self, f'layer{i}')
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
+    def _frozen_modules(self) -> list:
+        stem = [m for name, m in self.named_children()
+                if not name.startswith('layer')] \
+            if self.frozen_stages >= 0 else []
+        return stem + [getattr(self, f'layer{i}')
+                       for i in range(1, self.frozen_stages + 1)]
 
     def init_weights(self):
         super().init_weights()
@@ -309,16 +259,33 @@ class BLRes2Net(FreezableBackbone):
                 and self.init_cfg.get('type') == 'Pretrained'):
             return  # mmengine loaded the weights (no official ones exist)
         if self.zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottle2neck):
-                    constant_init(m.norm3, 0)
+            self._zero_init_residual()
+
+    def switch_to_deploy(self) -> 'BLRes2Net':
+        """Fold every BN into its conv for inference: the stem's, the little
+        branches' expansions and every block's (see
+        :meth:`Bottle2neck.switch_to_deploy`). Outputs equal the eval-mode
+        outputs up to float rounding; calling it twice does nothing.
+
+        Returns:
+            BLRes2Net: ``self``.
+        """
+        if self.deploy:
+            return self
+        for conv, norm in self._STEM_PAIRS:
+            folded, identity = fold_pair(getattr(self, conv),
+                                         getattr(self, norm))
+            setattr(self, conv, folded)
+            setattr(self, norm, identity)
+        for m in self.modules():
+            if isinstance(m, BLModule):
+                m.little_e = fold_sequential(m.little_e)
+            elif isinstance(m, Bottle2neck):
+                m.switch_to_deploy()
+        self.deploy = True
+        return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x, restore = self._enter_layout(x)
-        x = self._stem(x)
-        outs = []
-        for i in range(4):
-            x = getattr(self, f'layer{i + 1}')(x)
-            if i in self.out_indices:
-                outs.append(self._leave_layout(x, restore))
-        return tuple(outs)
+        return self._run_stages(self._stem(x), [f'layer{i}' for i in
+                                                range(1, 5)], restore)

@@ -1,20 +1,25 @@
 """The Res2Net bottleneck block: one implementation for every toolbox."""
 import math
-from typing import List, Optional, Sequence
+import warnings
+from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer, build_plugin_layer
 from mmengine.model import BaseModule
 from torch import nn
 
-from ..deploy.ops import conv_act, exporting
-from .hierarchy import can_chain, chained_splits
+from ..utils.torch_compat import exporting, has_forward_hooks
+from .fusion import can_fold, fold_bn, fold_sequential, group_convs
+from .hierarchy import (can_chain, chained_splits, grouped_stage_splits,
+                        hierarchical_splits)
 from .layers import DropPath, SELayer
+from .variants import check_scales
 
 PLUGIN_POSITIONS = ('after_conv1', 'after_conv2', 'after_conv3')
 STYLES = ('pytorch', 'caffe')
+# Where a stage block pools its last split (the one without a 3x3 conv).
+STAGE_POOL_MODES = ('always', 'strided')
 
 
 def split_width(planes: int, base_width: int, groups: int = 1,
@@ -30,6 +35,13 @@ def split_width(planes: int, base_width: int, groups: int = 1,
     return int(math.floor(planes * base_width / base_channels)) * groups
 
 
+def check_stage_pool(stage_pool: str) -> str:
+    if stage_pool not in STAGE_POOL_MODES:
+        raise ValueError(f'stage_pool must be one of {STAGE_POOL_MODES}, '
+                         f'got {stage_pool!r}')
+    return stage_pool
+
+
 class Bottle2neck(BaseModule):
     """Res2Net bottleneck (Gao et al., TPAMI 2021).
 
@@ -41,7 +53,7 @@ class Bottle2neck(BaseModule):
     channels, so the splits cannot be chained: each 3x3 conv reads its own split only,
     and the last split, which has no conv, is average-pooled to the new resolution.
     The official code pools it even when the stride is 1 (AvgPool 3x3/1 smooths it);
-    mmdet 3.3.0 skips the pool at stride 1 (``pool_at_stride1=False``).
+    mmdet 3.3.0 skips the pool at stride 1 (``stage_pool='strided'``).
 
     Args:
         in_channels (int): Input channels.
@@ -62,8 +74,14 @@ class Bottle2neck(BaseModule):
         base_channels (int): Planes of the first stage; ``base_width`` is the
             split width there. Defaults to 64.
         stage_block (bool): First block of a stage (see above).
-        pool_at_stride1 (bool): Pool the last split of a stage block whose stride
-            is 1 (official behaviour). Defaults to True.
+        stage_pool (str): ``'always'`` pools the last split of a stage block
+            (official); ``'strided'`` only where its stride is not 1 (mmdet).
+            Defaults to ``'always'``.
+        pool_at_stride1 (bool, optional): Deprecated name of ``stage_pool``
+            (True: ``'always'``, False: ``'strided'``).
+        last_relu (bool): End with the ReLU after the residual addition.
+            False leaves it to the caller (bL-Net merges two branches before
+            it). Defaults to True.
         conv_cfg (dict, optional): Config of the convs.
         norm_cfg (dict): Config of the norm layers. Defaults to BN.
         dcn (dict, optional): Deformable conv config for the 3x3 convs (needs
@@ -75,34 +93,33 @@ class Bottle2neck(BaseModule):
             the last norm with this reduction ratio. Defaults to None.
         drop_path_rate (float): Stochastic depth rate of the residual branch.
         with_cp (bool): Trade compute for memory with activation checkpointing.
-        fast_path (bool): Allow the grouped stage conv below. Defaults to True.
+        fast_path (bool): Allow the faster implementations of the split convs
+            below. False runs the reference :meth:`_forward` only: bit-identical
+            to per-split implementations such as mmdet's. Defaults to True.
         init_cfg (dict, optional): Initialization config.
 
-    Fast paths (same values as the plain per-split path; see
-    ``tests/models/test_fast_paths.py``):
+    :meth:`_forward` is the reference computation. Its split convs have three
+    implementations of one function, chosen in :meth:`_multi_scale` (see
+    :mod:`res2net_mm.models.hierarchy`; proven equal by
+    ``tests/models/test_fast_paths.py`` and ``test_hierarchy.py``):
 
-    - In a stage block the ``scales - 1`` 3x3 convs read disjoint splits, so
-      they run as ONE grouped conv (``groups * (scales - 1)`` groups) whose
-      weight is the concatenation of ``convs[i].weight``, followed by ONE batch
-      norm over the concatenated ``bns[i]`` parameters and statistics (BN is
-      per channel, so this is the same computation, in training too; the
-      updated running statistics are written back to each ``bns[i]``). The
-      modules and the state dict stay per split, so every checkpoint format
-      loads unchanged. It applies to plain ``nn.Conv2d`` / ``nn.BatchNorm2d``
-      (not DCN, SyncBN, GN or ``momentum=None``); set ``fast_path=False`` to
-      force the per-split path.
-    - In the other blocks, training runs the chained split convs through
-      :class:`~res2net_mm.models.hierarchy.ChainedSplits`: the same kernels,
-      forward and backward, but the ReLU outputs and the conv inputs are not
-      kept for backward a second time (same conditions, plus bias-free convs
-      and affine BNs with running statistics; eager mode without autocast).
-    - The residual is added into the branch's output in place, unless a
-      forward hook or an ``after_conv3`` plugin could hold that tensor.
-    - After :meth:`switch_to_deploy` every BN is folded into its conv, the
-      stage convs are one grouped conv, and on CPU each conv (shortcut
-      included) runs as one oneDNN kernel with its bias, the residual
-      addition and the ReLU, on a weight reordered for oneDNN once (see
-      :mod:`res2net_mm.deploy.ops`).
+    - stage blocks run their ``scales - 1`` independent split convs as ONE
+      grouped conv and ONE BN, in training too (plain ``nn.Conv2d`` and
+      ``nn.BatchNorm2d`` with a momentum, no hooks on them; not DCN, SyncBN,
+      GN), with the state dict per split as before;
+    - the other blocks train through ``ChainedSplits``, which keeps less for
+      backward (the same conditions, plus bias-free convs and affine BNs
+      with running statistics, eager mode without autocast);
+    - else the per-split loop, :func:`~res2net_mm.models.hierarchy.
+      hierarchical_splits`.
+
+    The residual is added into the branch's output in place unless a hook or
+    an ``after_conv3`` plugin could hold that tensor (:meth:`_may_add_in_place`).
+
+    :meth:`switch_to_deploy` changes the structure instead: every BN folded
+    into its conv, the ReLUs (and conv3's residual addition) carried by the
+    convs, a stage block's split convs as one grouped conv; the forward then
+    runs :meth:`_fused_forward`.
     """
     expansion = 4
 
@@ -119,7 +136,9 @@ class Bottle2neck(BaseModule):
                  groups: int = 1,
                  base_channels: int = 64,
                  stage_block: bool = False,
-                 pool_at_stride1: bool = True,
+                 stage_pool: str = 'always',
+                 pool_at_stride1: Optional[bool] = None,
+                 last_relu: bool = True,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  dcn: Optional[dict] = None,
@@ -130,9 +149,7 @@ class Bottle2neck(BaseModule):
                  fast_path: bool = True,
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if scales < 2:
-            raise ValueError(
-                f'scales must be >= 2 (scales=1 is a plain ResNet), got {scales}')
+        check_scales(scales)
         if style not in STYLES:
             raise ValueError(f'style must be one of {STYLES} (where the '
                              f'stride sits), got {style!r}')
@@ -146,14 +163,20 @@ class Bottle2neck(BaseModule):
         # resolution already.
         conv1_stride, conv2_stride = (stride, 1) if style == 'caffe' \
             else (1, stride)
+        if pool_at_stride1 is not None:
+            warnings.warn('pool_at_stride1 is deprecated: use stage_pool='
+                          "'always' (True) or 'strided' (False)",
+                          DeprecationWarning)
+            stage_pool = 'always' if pool_at_stride1 else 'strided'
+        self.stage_pool = check_stage_pool(stage_pool)
         self.scales = scales
         self.stage_block = stage_block
+        self.last_relu = last_relu
         self.with_cp = with_cp
-        # Run the stage block's split convs as one grouped conv when possible.
         self.fast_path = fast_path
         self.deploy = False
-        self.width = width = split_width(planes, base_width, groups,
-                                          base_channels)
+        self.width = width = self._split_width(planes, base_width, groups,
+                                               base_channels)
         if width < 1:
             raise ValueError(
                 f'base_width={base_width} gives splits of {width} channels '
@@ -195,7 +218,7 @@ class Bottle2neck(BaseModule):
             for i in range(scales - 1))
         # The last split bypasses the 3x3 convs; in a stage block it must still
         # reach the new resolution.
-        if stage_block and (conv2_stride != 1 or pool_at_stride1):
+        if stage_block and (conv2_stride != 1 or stage_pool == 'always'):
             self.pool = nn.AvgPool2d(
                 kernel_size=3, stride=conv2_stride, padding=1)
         else:
@@ -234,6 +257,10 @@ class Bottle2neck(BaseModule):
             self.add_module(name, layer)
             self.plugin_names[position].append(name)
 
+    def _split_width(self, planes: int, base_width: int, groups: int,
+                     base_channels: int) -> int:
+        return split_width(planes, base_width, groups, base_channels)
+
     @property
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
@@ -242,29 +269,72 @@ class Bottle2neck(BaseModule):
     def norm3(self) -> nn.Module:
         return getattr(self, self.norm3_name)
 
+    def forward(self, x: torch.Tensor,
+                identity: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The block on ``x``; ``identity`` replaces the shortcut (DLA's trees
+        compute it themselves)."""
+        if self.deploy:
+            return self._fused_forward(x, identity)
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, identity,
+                                 use_reentrant=False)
+        return self._forward(x, identity)
+
+    def _forward(self, x: torch.Tensor,
+                 identity: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The reference computation, top to bottom."""
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self._plugins(out, 'after_conv1')
+        out = self._multi_scale(out)
+        out = self._plugins(out, 'after_conv2')
+        out = self.norm3(self.conv3(out))
+        out = self._plugins(out, 'after_conv3')
+        if self.se is not None:
+            out = self.se(out)
+        out = self.drop_path(out)
+        if identity is None:
+            identity = x if self.downsample is None else self.downsample(x)
+        return self._add_identity(out, identity)
+
+    def _multi_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The hierarchical split convs, by the fastest implementation that
+        computes the same here (the one place that chooses)."""
+        if self._can_group_stage():
+            return grouped_stage_splits(x, self.width, self.convs, self.bns,
+                                        self.pool)
+        if self._can_chain_lean(x):
+            return chained_splits(x, self.width, self.convs, self.bns)
+        return hierarchical_splits(
+            x, self.width, self.convs, self.bns, self.relu,
+            chain=not self.stage_block, last=self.pool,
+            contiguous=self.with_dcn)
+
+    def _add_identity(self, out: torch.Tensor,
+                      identity: torch.Tensor) -> torch.Tensor:
+        if self._may_add_in_place():
+            # A fresh output (a whole activation) costs more than the
+            # addition itself.
+            out += identity
+        else:
+            out = out + identity
+        return self.relu(out) if self.last_relu else out
+
     def _plugins(self, x: torch.Tensor, position: str) -> torch.Tensor:
         for name in self.plugin_names[position]:
             x = getattr(self, name)(x)
         return x
 
-    def _conv_norm_act(self, x: torch.Tensor, conv: nn.Module,
-                       norm: nn.Module, act: bool = True) -> torch.Tensor:
-        if isinstance(norm, nn.Identity):  # folded into the conv's bias
-            return conv_act(x, conv, relu=act)
-        out = norm(conv(x))
-        return self.relu(out) if act else out
-
     def _plain_split_layers(self) -> bool:
         """Whether the split convs and BNs are plain, alike and unhooked, so
         that they may run as one grouped conv (stage blocks) or through
-        :class:`~res2net_mm.models.hierarchy.ChainedSplits` (other blocks).
+        ``ChainedSplits`` (other blocks).
 
         Checked at every call (a few attribute reads), because models are
         converted after construction (e.g. ``convert_sync_batchnorm``).
         """
-        if not self.fast_path or self.with_dcn or self.deploy:
+        if not self.fast_path or self.with_dcn:
             return False
-        if _has_hooks(self.convs) or _has_hooks(self.bns):
+        if has_forward_hooks([*self.convs, *self.bns]):
             # Hook-based tools (MAC counters, feature probes) expect every
             # split's modules to run.
             return False
@@ -286,12 +356,7 @@ class Bottle2neck(BaseModule):
 
     def _can_group_stage(self) -> bool:
         """Whether the stage block's split convs may run as one grouped conv."""
-        if not self.stage_block:
-            return False
-        if self.deploy:
-            return self.fast_path and not self.with_dcn and len(
-                self.convs) == 1 and isinstance(self.bns[0], nn.Identity)
-        return self._plain_split_layers()
+        return self.stage_block and self._plain_split_layers()
 
     def _can_chain_lean(self, x: torch.Tensor) -> bool:
         """Whether the chained splits may run through ``ChainedSplits``: in
@@ -312,112 +377,6 @@ class Bottle2neck(BaseModule):
         return (self.convs[0].bias is None and bn0.affine
                 and bn0.track_running_stats)
 
-    def _grouped_stage_convs(self, x: torch.Tensor) -> torch.Tensor:
-        """The ``scales - 1`` split convs + BNs + ReLU of a stage block at once.
-
-        ``torch.cat`` of the small per-split weights is cheap next to the
-        activations and keeps the per-split parameters the only ones (the
-        optimizer, the state dict and every converter see them unchanged);
-        autograd splits the gradient back to each of them.
-        """
-        conv0, bn0 = self.convs[0], self.bns[0]
-        n = self.scales - 1
-        weight = torch.cat([c.weight for c in self.convs])
-        bias = None if conv0.bias is None else torch.cat(
-            [c.bias for c in self.convs])
-        out = F.conv2d(x, weight, bias, conv0.stride, conv0.padding,
-                       conv0.dilation, conv0.groups * n)
-        tracking = bn0.track_running_stats
-        if tracking:
-            mean = torch.cat([bn.running_mean for bn in self.bns])
-            var = torch.cat([bn.running_var for bn in self.bns])
-        else:
-            mean = var = None
-        affine_w = torch.cat([bn.weight for bn in self.bns]) \
-            if bn0.affine else None
-        affine_b = torch.cat([bn.bias for bn in self.bns]) \
-            if bn0.affine else None
-        use_batch_stats = bn0.training or not tracking
-        out = F.batch_norm(out, mean, var, affine_w, affine_b,
-                           use_batch_stats, bn0.momentum, bn0.eps)
-        if bn0.training and tracking:
-            # F.batch_norm updated the concatenated copies; hand each split's
-            # slice back to its own BN, as its own forward would have.
-            with torch.no_grad():
-                for i, bn in enumerate(self.bns):
-                    sl = slice(i * self.width, (i + 1) * self.width)
-                    bn.running_mean.copy_(mean[sl])
-                    bn.running_var.copy_(var[sl])
-                    bn.num_batches_tracked.add_(1)
-        return self.relu(out)
-
-    def _multi_scale(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.scales - 1
-        if self._can_group_stage():
-            # One split into two views: its backward is one concatenation of
-            # the two gradients (two slices would each scatter theirs into
-            # a zero-filled copy of the whole input, then add them).
-            head, last = torch.split(x, [n * self.width, self.width], dim=1)
-            if self.deploy:
-                out = conv_act(head, self.convs[0], relu=True)
-            else:
-                out = self._grouped_stage_convs(head)
-            return torch.cat([out, self.pool(last) if self.pool is not None
-                              else last], dim=1)
-        if self._can_chain_lean(x):
-            return chained_splits(x, self.width, self.convs, self.bns)
-        splits = torch.split(x, self.width, dim=1)
-        outs: List[torch.Tensor] = []
-        sp = splits[0]
-        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            if i > 0:
-                # Chain: each split sees the previous output, growing the
-                # receptive field; stage blocks cannot (shapes differ).
-                sp = splits[i] if self.stage_block else sp + splits[i]
-            if self.with_dcn:
-                sp = sp.contiguous()  # mmcv's deformable conv needs it
-            sp = self._conv_norm_act(sp, conv, bn)
-            outs.append(sp)
-        last = splits[-1]
-        outs.append(self.pool(last) if self.pool is not None else last)
-        # One concatenation per block, not one per split (O(scales) copies).
-        return torch.cat(outs, dim=1)
-
-    def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        """The block without its final ReLU (``branch + shortcut``)."""
-        out = self._conv_norm_act(x, self.conv1, self.norm1)
-        out = self._plugins(out, 'after_conv1')
-        out = self._multi_scale(out)
-        out = self._plugins(out, 'after_conv2')
-        identity = x if self.downsample is None else self._shortcut(x)
-        if (isinstance(self.norm3, nn.Identity)
-                and not self.plugin_names['after_conv3']
-                and self.se is None
-                and (not self.training or isinstance(self.drop_path,
-                                                     nn.Identity))):
-            # conv3 + bias + shortcut + ReLU as one kernel where available.
-            return conv_act(out, self.conv3, relu=True, residual=identity)
-        out = self._conv_norm_act(out, self.conv3, self.norm3, act=False)
-        out = self._plugins(out, 'after_conv3')
-        if self.se is not None:
-            out = self.se(out)
-        out = self.drop_path(out)
-        if self._may_add_in_place():
-            # A fresh output (25 MB per stage-1 block at batch 8) costs more
-            # than the addition itself: the out-of-place add took 3x as long
-            # in a CPU profile, about 4% of an eval pass.
-            out += identity
-            return self.relu(out)  # in place too
-        return self.relu(out + identity)
-
-    def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.deploy or not isinstance(self.downsample, nn.Sequential):
-            return self.downsample(x)
-        for layer in self.downsample:  # its conv carries the folded BN
-            x = conv_act(x, layer, relu=False) if type(layer) is nn.Conv2d \
-                else layer(x)
-        return x
-
     def _may_add_in_place(self) -> bool:
         """Whether the residual may be added into the branch's output: no
         forward hook can hold that tensor (it would see it change), and the
@@ -427,64 +386,70 @@ class Bottle2neck(BaseModule):
             return False
         last = [self.norm3, self.drop_path] + (
             [self.se] if self.se is not None else [])
-        if _has_hooks(last):
+        if has_forward_hooks(last):
             return False
         return self.se is not None or isinstance(
             self.norm3, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.with_cp and x.requires_grad:
-            return cp.checkpoint(self._residual, x, use_reentrant=False)
-        return self._residual(x)
+    def _fuses_tail(self) -> bool:
+        """Whether deployed conv3 also adds the shortcut (and applies the
+        last ReLU): nothing runs between them."""
+        return self.se is None and not self.plugin_names['after_conv3']
+
+    def _fused_forward(self, x: torch.Tensor,
+                       identity: Optional[torch.Tensor] = None
+                       ) -> torch.Tensor:
+        """The deployed block (:meth:`switch_to_deploy`), top to bottom:
+        each conv carries its folded BN and the ReLU after it."""
+        out = self._plugins(self.conv1(x), 'after_conv1')
+        if self.stage_block:  # one grouped conv over the convolved splits
+            head, last = torch.split(
+                out, [out.shape[1] - self.width, self.width], dim=1)
+            out = torch.cat([self.convs[0](head), last if self.pool is None
+                             else self.pool(last)], dim=1)
+        else:
+            out = hierarchical_splits(out, self.width, self.convs)
+        out = self._plugins(out, 'after_conv2')
+        if identity is None:
+            identity = x if self.downsample is None else self.downsample(x)
+        if self._fuses_tail():
+            return self.conv3(out, identity)  # conv + bias + add (+ ReLU)
+        out = self._plugins(self.conv3(out), 'after_conv3')
+        if self.se is not None:
+            out = self.se(out)
+        return self._add_identity(out, identity)
+
+    def _foldable(self) -> bool:
+        pairs = [(self.conv1, self.norm1), (self.conv3, self.norm3),
+                 *zip(self.convs, self.bns)]
+        return not self.with_dcn and all(can_fold(c, n) for c, n in pairs)
 
     def switch_to_deploy(self) -> None:
         """Fold every BN of the block into its conv, for inference.
 
         ``conv1``, the split convs (one grouped conv in a stage block),
         ``conv3`` and the shortcut conv get the BN's scale in their weights and
-        its shift as their bias; the BNs become ``nn.Identity``. Outputs equal
-        the eval-mode outputs up to float rounding. Pairs that cannot be
-        folded (deformable convs, GN, BN without running statistics) stay as
-        they are. The state dict changes (biases appear, BN entries go):
-        deploy models are for inference and export, not for saving as
-        training checkpoints. Calling it twice does nothing the second time.
+        its shift as their bias, and carry the ReLU that follows; conv3 also
+        adds the shortcut where nothing runs between them. The BNs become
+        ``nn.Identity``. Outputs equal the eval-mode outputs up to float
+        rounding. A block with a conv or norm that cannot be folded
+        (deformable convs, GN, BN without running statistics) stays as it is.
+        The state dict changes (biases appear, BN entries go): deploy models
+        are for inference and export, not for saving as training
+        checkpoints. Calling it twice does nothing the second time.
         """
-        from ..deploy.fuse import fold_pair, group_convs  # late: no cycle
-        if self.deploy:
+        if self.deploy or not self._foldable():
             return
-        grouped = self._can_group_stage()
-        conv1, norm1 = fold_pair(self.conv1, self.norm1)
-        self.conv1 = conv1
-        self.add_module(self.norm1_name, norm1)
-        pairs = [fold_pair(c, b) for c, b in zip(self.convs, self.bns)]
-        if grouped and all(isinstance(b, nn.Identity) for _, b in pairs):
-            pairs = [(group_convs([c for c, _ in pairs]), nn.Identity())]
-        self.convs = nn.ModuleList(c for c, _ in pairs)
-        self.bns = nn.ModuleList(b for _, b in pairs)
-        conv3, norm3 = fold_pair(self.conv3, self.norm3)
-        self.conv3 = conv3
-        self.add_module(self.norm3_name, norm3)
-        if self.downsample is not None:
-            self.downsample = _fold_shortcut(self.downsample)
+        self.conv1 = fold_bn(self.conv1, self.norm1, relu=True)
+        self.add_module(self.norm1_name, nn.Identity())
+        convs = [fold_bn(c, b, relu=True) for c, b in zip(self.convs, self.bns)]
+        if self.stage_block:
+            convs = [group_convs(convs)]
+        self.convs = nn.ModuleList(convs)
+        self.bns = nn.ModuleList(nn.Identity() for _ in convs)
+        self.conv3 = fold_bn(self.conv3, self.norm3,
+                             relu=self._fuses_tail() and self.last_relu)
+        self.add_module(self.norm3_name, nn.Identity())
+        if isinstance(self.downsample, nn.Sequential):
+            self.downsample = fold_sequential(self.downsample)
         self.deploy = True
-
-
-def _has_hooks(modules: Sequence[nn.Module]) -> bool:
-    from torch.nn.modules import module as _module
-    if _module._global_forward_hooks or _module._global_forward_pre_hooks:
-        return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
-
-
-def _fold_shortcut(shortcut: nn.Module) -> nn.Module:
-    """Fold the BN that follows the conv of a ``Sequential`` shortcut."""
-    from ..deploy.fuse import fold_pair
-    if not isinstance(shortcut, nn.Sequential):
-        return shortcut
-    layers = list(shortcut)
-    for i in range(len(layers) - 1):
-        if isinstance(layers[i], nn.Conv2d) and isinstance(
-                layers[i + 1], nn.modules.batchnorm._BatchNorm):
-            layers[i], layers[i + 1] = fold_pair(layers[i], layers[i + 1])
-    # Same indices as before (downsample.0/.1/.2 keep their meaning).
-    return nn.Sequential(*layers)

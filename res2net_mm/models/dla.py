@@ -6,18 +6,19 @@ State-dict names are timm's (``base_layer``, ``level0`` ... ``level5``,
 ``dla60_res2net`` / ``dla60_res2next`` weights load unchanged. The official
 DLA checkpoints name things the same way but also carry ``project`` layers in
 trees of more than one level, which their forward pass computes and never uses
-(18 keys in DLA-60); :func:`dla_from_official` drops them.
+(18 keys in DLA-60);
+:func:`res2net_mm.converters.keymaps.dla_from_official` drops them.
 """
-import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from mmcv.cnn import build_conv_layer, build_norm_layer
-from mmengine.logging import print_log
 from torch import nn
 
 from ..registry import MODELS
-from .base import FreezableBackbone
+from .base import DEFAULT_INIT_CFG, FreezableBackbone
+from .bottle2neck import Bottle2neck
+from .fusion import can_fold, fold_bn, fold_sequential
 from .variants import resolve_arch
 
 # Levels (blocks per aggregation tree) and channels of each of the 6 levels,
@@ -32,16 +33,16 @@ TIMM_NAMES = {'res2net_dla60': 'dla60_res2net',
               'res2next_dla60': 'dla60_res2next'}
 
 
-class DLABottle2neck(nn.Module):
+class DLABottle2neck(Bottle2neck):
     """The Res2Net block as the DLA models use it.
 
-    Not :class:`~res2net_mm.models.Bottle2neck`, because three things differ
-    in the official Res2Net-DLA (and timm's ``DlaBottle2neck``): the expansion
-    is 2, not 4 (the split width is ``floor(out * base_width / 64) * groups //
-    2`` of the *output* channels); only strided blocks are 'stage' blocks
-    (timm's rule; in DLA-60 every channel change is strided), and the
-    shortcut comes from the enclosing tree (its max-pool + ``project``), not
-    from the block.
+    A :class:`~res2net_mm.models.Bottle2neck` (the same split code, fast paths
+    and deploy), with the three things that differ in the official
+    Res2Net-DLA (and timm's ``DlaBottle2neck``): the expansion is 2, not 4
+    (the split width is ``floor(out * base_width / 64) * groups // 2`` of the
+    *output* channels); only strided blocks are 'stage' blocks (timm's rule;
+    in DLA-60 every channel change is strided), and the shortcut comes from
+    the enclosing tree (its max-pool + ``project``), passed to ``forward``.
 
     Args:
         in_channels (int): Input channels.
@@ -54,6 +55,10 @@ class DLABottle2neck(nn.Module):
         groups (int): Cardinality of the 3x3 convs (Res2NeXt). Defaults to 1.
         conv_cfg (dict, optional): Conv layer config.
         norm_cfg (dict): Norm layer config. Defaults to BN.
+        fast_path (bool): Allow the faster split implementations (see
+            :class:`~res2net_mm.models.Bottle2neck`). Defaults to False: the
+            grouped stage conv sums in another order than timm's per-split
+            convs, and the DLA models keep timm's outputs to 1e-6.
     """
     expansion = 2
 
@@ -66,46 +71,18 @@ class DLABottle2neck(nn.Module):
                  base_width: int = 28,
                  groups: int = 1,
                  conv_cfg: Optional[dict] = None,
-                 norm_cfg: dict = dict(type='BN')):
-        super().__init__()
-        width = (out_channels * base_width // 64) * groups // self.expansion
-        self.width = width
-        self.scales = scales
-        self.stage_block = stride > 1
-        self.conv1 = build_conv_layer(conv_cfg, in_channels, width * scales,
-                                      1, bias=False)
-        self.bn1 = build_norm_layer(norm_cfg, width * scales)[1]
-        self.convs = nn.ModuleList(
-            build_conv_layer(conv_cfg, width, width, 3, stride=stride,
-                             padding=dilation, dilation=dilation,
-                             groups=groups, bias=False)
-            for _ in range(scales - 1))
-        self.bns = nn.ModuleList(
-            build_norm_layer(norm_cfg, width)[1] for _ in range(scales - 1))
-        # count_include_pad=True as the official code and timm.
-        self.pool = nn.AvgPool2d(3, stride=stride, padding=1) \
-            if self.stage_block else None
-        self.conv3 = build_conv_layer(conv_cfg, width * scales, out_channels,
-                                      1, bias=False)
-        self.bn3 = build_norm_layer(norm_cfg, out_channels)[1]
-        self.relu = nn.ReLU(inplace=True)
+                 norm_cfg: dict = dict(type='BN'),
+                 fast_path: bool = False):
+        super().__init__(
+            in_channels, out_channels // self.expansion, stride=stride,
+            dilation=dilation, expansion=self.expansion, scales=scales,
+            base_width=base_width, groups=groups, stage_block=stride > 1,
+            conv_cfg=conv_cfg, norm_cfg=norm_cfg, fast_path=fast_path)
 
-    def forward(self, x: torch.Tensor,
-                shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if shortcut is None:
-            shortcut = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        splits = torch.split(out, self.width, 1)
-        outs = []
-        sp = splits[0]
-        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
-            sp = splits[i] if i == 0 or self.stage_block else sp + splits[i]
-            sp = self.relu(bn(conv(sp)))
-            outs.append(sp)
-        outs.append(self.pool(splits[-1]) if self.pool is not None
-                    else splits[-1])
-        out = self.bn3(self.conv3(torch.cat(outs, 1)))
-        return self.relu(out + shortcut)
+    def _split_width(self, planes: int, base_width: int, groups: int,
+                     base_channels: int) -> int:
+        out_channels = planes * self.expansion
+        return (out_channels * base_width // 64) * groups // self.expansion
 
 
 class DLARoot(nn.Module):
@@ -120,6 +97,16 @@ class DLARoot(nn.Module):
         self.bn = build_norm_layer(norm_cfg, out_channels)[1]
         self.relu = nn.ReLU(inplace=True)
         self.residual = residual
+
+    def switch_to_deploy(self) -> None:
+        """Fold the BN into the conv, and the ReLU too where no residual is
+        added between them."""
+        if not can_fold(self.conv, self.bn):
+            return
+        self.conv = fold_bn(self.conv, self.bn, relu=not self.residual)
+        self.bn = nn.Identity()
+        if not self.residual:
+            self.relu = nn.Identity()
 
     def forward(self, children: List[torch.Tensor]) -> torch.Tensor:
         x = self.bn(self.conv(torch.cat(children, 1)))
@@ -239,23 +226,12 @@ class Res2NetDLA(FreezableBackbone):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = False,
                  channels_last: Optional[bool] = None,
-                 init_cfg=[
-                     dict(type='Kaiming', layer=['Conv2d']),
-                     dict(type='Constant', val=1,
-                          layer=['_BatchNorm', 'GroupNorm'])
-                 ]):
+                 init_cfg=DEFAULT_INIT_CFG):
         super().__init__(init_cfg=init_cfg)
         self._set_channels_last(channels_last)
         settings = resolve_arch(
-            'Res2NetDLA', dict(depth=60, scales=4, base_width=28, groups=1),
-            arch, depth=depth, scales=scales, base_width=base_width,
-            groups=groups)
-        if settings['depth'] not in DLA_DEPTHS:
-            raise KeyError(f'invalid depth {settings["depth"]} for Res2NetDLA'
-                           f': valid depths are {sorted(DLA_DEPTHS)}')
-        if not isinstance(settings['scales'], int) or settings['scales'] < 2:
-            raise ValueError(f'scales must be an integer >= 2, got '
-                             f'{settings["scales"]!r}')
+            'Res2NetDLA', arch, DLA_DEPTHS, depth=depth, scales=scales,
+            base_width=base_width, groups=groups)
         # frozen_stages counts levels from 0 (base_layer goes with level 0).
         self._check_outputs(out_indices, 6, frozen_stages, 5, unit='level')
         self.arch = arch
@@ -269,6 +245,7 @@ class Res2NetDLA(FreezableBackbone):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.out_channels = [channels[i] for i in self.out_indices]
+        self.deploy = False
 
         self.base_layer = nn.Sequential(
             build_conv_layer(conv_cfg, in_channels, channels[0], 7,
@@ -303,157 +280,39 @@ class Res2NetDLA(FreezableBackbone):
             in_channels = out_channels
         return nn.Sequential(*layers)
 
-    def _freeze_stages(self):
+    def _frozen_modules(self) -> list:
         if self.frozen_stages < 0:
-            return
-        for name in ['base_layer'] + [f'level{i}' for i in
-                                      range(self.frozen_stages + 1)]:
-            m = getattr(self, name)
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
+            return []
+        return [self.base_layer] + [getattr(self, f'level{i}')
+                                    for i in range(self.frozen_stages + 1)]
 
     def init_weights(self):
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            load_dla_pretrained(self, self.init_cfg)
-            self._is_init = True
-            return
-        super().init_weights()
+        if not self._init_from_pretrained():
+            super().init_weights()
+
+    def switch_to_deploy(self) -> 'Res2NetDLA':
+        """Fold every BN into its conv for inference: the conv levels', the
+        trees' projections and roots', and every block's (see
+        :meth:`~res2net_mm.models.Bottle2neck.switch_to_deploy`). Outputs
+        equal the eval-mode outputs up to float rounding; calling it twice
+        does nothing.
+
+        Returns:
+            Res2NetDLA: ``self``.
+        """
+        if self.deploy:
+            return self
+        for name in ('base_layer', 'level0', 'level1'):
+            setattr(self, name, fold_sequential(getattr(self, name)))
+        for m in self.modules():
+            if isinstance(m, DLATree) and isinstance(m.project, nn.Sequential):
+                m.project = fold_sequential(m.project)
+            elif isinstance(m, (DLARoot, Bottle2neck)):
+                m.switch_to_deploy()
+        self.deploy = True
+        return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x, restore = self._enter_layout(x)
-        x = self.base_layer(x)
-        outs = []
-        for i in range(6):
-            x = getattr(self, f'level{i}')(x)
-            if i in self.out_indices:
-                outs.append(self._leave_layout(x, restore))
-        return tuple(outs)
-
-
-# ---- weights ----------------------------------------------------------------
-_PROJECT = re.compile(r'^(.*\.)?project\.')
-
-
-def dla_from_official(state: Mapping) -> Tuple[Dict, Dict[str, str]]:
-    """Official / timm Res2Net-DLA weights -> res2net_mm names.
-
-    Drops the ``project`` layers of trees whose first child is a tree (their
-    output is never used; the official files carry them, timm's do not) and
-    reshapes the 1x1-conv classifier ``fc.weight`` ``(N, C, 1, 1)`` to the
-    linear ``(N, C)`` of :class:`Res2NetDLAClassifier`. Decided by names only:
-    a tree's project is used iff the tree has a block ``tree1.conv1``.
-
-    Returns:
-        tuple[dict, dict]: The weights and ``{dropped key: reason}``.
-    """
-    out, dropped = {}, {}
-    for key, value in state.items():
-        m = _PROJECT.match(key)
-        if m:
-            tree = m.group(1) or ''
-            if not any(k.startswith(f'{tree}tree1.conv1.') for k in state):
-                dropped[key] = ('unused project layer of a multi-level tree '
-                                '(official DLA)')
-                continue
-        if key == 'fc.weight' and value.dim() == 4:
-            value = value.flatten(1)
-        out[key] = value
-    return out, dropped
-
-
-def dla_to_timm(state: Mapping) -> Dict:
-    """res2net_mm DLA weights (classifier included) -> timm names/shapes."""
-    out = dict(state)
-    if 'fc.weight' in out and out['fc.weight'].dim() == 2:
-        out['fc.weight'] = out['fc.weight'][:, :, None, None]
-    return out
-
-
-def _download(url: str) -> str:
-    """Fetch a URL once into torch's hub cache (as ``load_state_dict_from_url``
-    does; its download goes to a temporary file that is then moved)."""
-    import os
-    from urllib.parse import urlparse
-
-    from torch.hub import download_url_to_file, get_dir
-    folder = os.path.join(get_dir(), 'checkpoints')
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, os.path.basename(urlparse(url).path))
-    if not os.path.exists(path):
-        print_log(f'downloading {url} to {path}', logger='current')
-        download_url_to_file(url, path, progress=False)
-    return path
-
-
-def load_dla_pretrained(model: nn.Module, init_cfg: dict) -> Dict:
-    """``init_cfg=dict(type='Pretrained', ...)`` for :class:`Res2NetDLA`.
-
-    The Res2Net loader (:mod:`res2net_mm.converters.loading`) detects a
-    ResNet-style layout and cannot read DLA trees, so DLA has this one: any
-    file :func:`~res2net_mm.converters.reading.read_checkpoint` reads
-    (PyTorch, safetensors), optional ``prefix``, official/timm names, strict.
-
-    Args:
-        model (nn.Module): The backbone.
-        init_cfg (dict): ``checkpoint`` (a path, an http(s) / file URL
-            fetched once into torch's hub cache, or ``res2net_mm://NAME``)
-            and optionally ``prefix``,
-            ``map_location``, ``trust`` (see ``read_checkpoint``).
-
-    Returns:
-        dict: ``{dropped key: reason}``.
-
-    Raises:
-        KeyError: Unknown init_cfg keys.
-        RuntimeError: When the weights do not fit, listing the keys.
-    """
-    from ..converters.keymaps import strip_prefix
-    from ..converters.reading import read_checkpoint
-    known = {'type', 'checkpoint', 'prefix', 'map_location', 'trust'}
-    unknown = set(init_cfg) - known
-    if unknown:
-        raise KeyError(f'unknown Pretrained init_cfg keys {sorted(unknown)} '
-                       f'for Res2NetDLA; valid: {sorted(known)}')
-    path = init_cfg.get('checkpoint')
-    if not path:
-        raise ValueError("init_cfg type='Pretrained' needs checkpoint=PATH")
-    if str(path).startswith('res2net_mm://'):  # a published file, verified
-        from ..converters.download import resolve_uri
-        path = resolve_uri(path)
-    elif re.match(r'^(https?|file)://', str(path)):
-        path = _download(str(path))
-    state, _ = read_checkpoint(
-        path, trust=init_cfg.get('trust', False),
-        map_location=init_cfg.get('map_location', 'cpu') or 'cpu')
-    prefix = init_cfg.get('prefix')
-    if prefix:
-        state = strip_prefix(state, prefix)
-        if not state:
-            raise RuntimeError(f'{path}: no keys start with prefix {prefix!r}')
-    native, dropped = dla_from_official(state)
-    for key in [k for k in native if k.startswith('fc.')]:
-        dropped[key] = 'classifier (a backbone has none)'
-        del native[key]
-    own = model.state_dict()
-    missing = [k for k in own if k not in native]
-    unexpected = [k for k in native if k not in own]
-    mismatched = [f'{k}: checkpoint {tuple(v.shape)} vs model '
-                  f'{tuple(own[k].shape)}' for k, v in native.items()
-                  if k in own and v.shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        lines = ([f'  missing: {k}' for k in missing] +
-                 [f'  unexpected: {k}' for k in unexpected] +
-                 [f'  {m}' for m in mismatched])
-        raise RuntimeError(
-            f'{path}: weights do not fit this Res2NetDLA ({len(missing)} '
-            f'missing, {len(unexpected)} unexpected, {len(mismatched)} '
-            f'mis-shaped keys); build the matching arch '
-            f'({", ".join(TIMM_NAMES)}) or check the file:\n' +
-            '\n'.join(lines[:20]))
-    model.load_state_dict(native, strict=True)
-    if dropped:
-        print_log(f'{path}: dropped {len(dropped)} keys: '
-                  f'{", ".join(sorted(dropped)[:6])} ...', logger='current')
-    return dropped
+        return self._run_stages(self.base_layer(x),
+                                [f'level{i}' for i in range(6)], restore)

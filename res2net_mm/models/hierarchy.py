@@ -1,13 +1,25 @@
-"""Memory-lean training of a Res2Net block's chained split convs.
+"""The hierarchical split convs of a Res2Net block (Sec. 3.1 of the paper),
+and the faster implementations of the same function.
 
-Run op by op, autograd keeps, for every split ``i`` of a (non-stage) block, the
-conv input ``y[i-1] + x[i]`` and the ReLU output ``y[i]``, although every
-``y[i]`` is also kept inside the block's concatenation (conv3 saves it) and the
-conv input is one addition of two tensors that are kept anyway.
-:class:`ChainedSplits` runs the same kernels forward, and in backward the
-same backward kernels autograd would run, but keeps only the BN inputs: the
-ReLU masks are read from the concatenation and the conv inputs recomputed.
-Same numbers; ``2 * scales - 3`` fewer activation tensors per block.
+:func:`hierarchical_splits` is the reference: split, a 3x3 conv + BN + ReLU
+per split, each (but the first) fed the previous output plus its own split,
+concatenate. The blocks choose among the others, in one place each
+(``Bottle2neck._multi_scale``):
+
+- :func:`grouped_stage_splits`: in a stage block the splits are independent,
+  so their convs run as one grouped conv and their BNs as one BN.
+- :class:`ChainedSplits`: in the other blocks, in training, the same kernels
+  forward and backward as autograd, keeping less for backward.
+
+Memory-lean training (:class:`ChainedSplits`): run op by op, autograd keeps,
+for every split ``i``, the conv input ``y[i-1] + x[i]`` and the ReLU output
+``y[i]``, although every ``y[i]`` is also kept inside the block's
+concatenation (conv3 saves it) and the conv input is one addition of two
+tensors that are kept anyway. :class:`ChainedSplits` runs the same kernels
+forward, and in backward the same backward kernels autograd would run, but
+keeps only the BN inputs: the ReLU masks are read from the concatenation and
+the conv inputs recomputed. Same numbers; ``2 * scales - 3`` fewer activation
+tensors per block.
 
 The BN kernels it calls are the ones ``F.batch_norm`` runs. torch >= 2.3 has
 ``aten._batch_norm_with_update`` / ``_batch_norm_no_update`` /
@@ -17,7 +29,7 @@ The BN kernels it calls are the ones ``F.batch_norm`` runs. torch >= 2.3 has
 on other devices those versions' ``F.batch_norm`` may pick cuDNN, which has no
 public op, and the block runs op by op (:func:`can_chain` says which).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -106,6 +118,92 @@ def _batch_norm_backward(g_z: torch.Tensor, x: torch.Tensor,
     return _aten.batch_norm_backward(g_z, x, bn.weight, bn.running_mean,
                                      bn.running_var, save_mean, save_rstd,
                                      training, bn.eps, mask, reserve)
+
+
+def hierarchical_splits(x: torch.Tensor,
+                        width: int,
+                        convs: Sequence[nn.Module],
+                        bns: Optional[Sequence[nn.Module]] = None,
+                        act: Optional[Callable] = None,
+                        chain: bool = True,
+                        last: Optional[Callable] = None,
+                        contiguous: bool = False) -> torch.Tensor:
+    """``cat([y_1, ..., y_{s-1}, last(x_s)])`` with ``y_i = act(bn_i(conv_i(
+    x_i + y_{i-1})))``: the reference of every Res2Net block.
+
+    Args:
+        x (Tensor): The block's ``conv1`` output, ``s * width`` channels.
+        width (int): Channels of one split.
+        convs (Sequence[nn.Module]): The ``s - 1`` 3x3 convs.
+        bns (Sequence[nn.Module], optional): Their norms; None for none
+            (deployed convs carry their folded BN).
+        act (callable, optional): The activation after each norm; None for
+            none (deployed convs carry their ReLU).
+        chain (bool): Feed each split the previous output (``+ y_{i-1}``).
+            A stage block, which changes resolution or channels, cannot.
+        last (callable, optional): Applied to the last split, which has no
+            conv (a stage block's pool); None for the identity.
+        contiguous (bool): Make each conv input contiguous (mmcv's
+            deformable convs need it).
+    """
+    splits = torch.split(x, width, dim=1)
+    outs: List[torch.Tensor] = []
+    for i, conv in enumerate(convs):
+        sp = splits[i] if i == 0 or not chain else outs[-1] + splits[i]
+        if contiguous:
+            sp = sp.contiguous()
+        sp = conv(sp)
+        if bns is not None:
+            sp = bns[i](sp)
+        outs.append(act(sp) if act is not None else sp)
+    outs.append(last(splits[-1]) if last is not None else splits[-1])
+    # One concatenation per block, not one per split (O(scales) copies).
+    return torch.cat(outs, dim=1)
+
+
+def grouped_stage_splits(x: torch.Tensor, width: int,
+                         convs: Sequence[nn.Conv2d],
+                         bns: Sequence[nn.BatchNorm2d],
+                         last: Optional[Callable] = None) -> torch.Tensor:
+    """:func:`hierarchical_splits` of a stage block (``chain=False``, ReLU)
+    with its ``s - 1`` convs run as ONE grouped conv and its BNs as ONE BN.
+
+    BN is per channel, so one BN over the concatenated parameters and
+    statistics is the same computation, in training too; the updated running
+    statistics are handed back to each split's BN. ``torch.cat`` of the small
+    per-split weights is cheap next to the activations and keeps the
+    per-split parameters the only ones (the optimizer, the state dict and
+    every converter see them unchanged); autograd splits the gradient back to
+    each of them. The convs must be alike plain ``nn.Conv2d`` and the BNs
+    alike ``nn.BatchNorm2d`` with a momentum (checked by the caller).
+    """
+    n = len(convs)
+    # One split into two views: its backward is one concatenation of the two
+    # gradients (two slices would each scatter theirs into a zero-filled copy
+    # of the whole input, then add them).
+    head, tail = torch.split(x, [n * width, width], dim=1)
+    conv0, bn0 = convs[0], bns[0]
+    weight = torch.cat([c.weight for c in convs])
+    bias = None if conv0.bias is None else torch.cat([c.bias for c in convs])
+    out = F.conv2d(head, weight, bias, conv0.stride, conv0.padding,
+                   conv0.dilation, conv0.groups * n)
+    tracking = bn0.track_running_stats
+    mean = torch.cat([bn.running_mean for bn in bns]) if tracking else None
+    var = torch.cat([bn.running_var for bn in bns]) if tracking else None
+    gamma = torch.cat([bn.weight for bn in bns]) if bn0.affine else None
+    beta = torch.cat([bn.bias for bn in bns]) if bn0.affine else None
+    out = F.batch_norm(out, mean, var, gamma, beta, bn0.training
+                       or not tracking, bn0.momentum, bn0.eps)
+    if bn0.training and tracking:
+        # F.batch_norm updated the concatenated copies; hand each split's
+        # slice back to its own BN, as its own forward would have.
+        with torch.no_grad():
+            for i, bn in enumerate(bns):
+                bn.running_mean.copy_(mean[i * width:(i + 1) * width])
+                bn.running_var.copy_(var[i * width:(i + 1) * width])
+                bn.num_batches_tracked.add_(1)
+    out = F.relu(out, inplace=True)
+    return torch.cat([out, last(tail) if last is not None else tail], dim=1)
 
 
 class ChainedSplits(torch.autograd.Function):

@@ -11,10 +11,11 @@ from mmengine.model.weight_init import constant_init
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from torch import nn
 
-from ..deploy.ops import conv_act
-from ..registry import MODELS
-from .base import FreezableBackbone
-from .bottle2neck import PLUGIN_POSITIONS, STYLES, Bottle2neck
+from ..registry import MODELS, get_weight_loader
+from .base import DEFAULT_INIT_CFG, FreezableBackbone
+from .bottle2neck import (PLUGIN_POSITIONS, STYLES, Bottle2neck,
+                         check_stage_pool)
+from .fusion import can_fold, fold_bn, fold_sequential
 from .variants import resolve_arch
 
 STAGE_BLOCKS = {
@@ -24,11 +25,6 @@ STAGE_BLOCKS = {
     152: (3, 8, 36, 3),
     200: (3, 24, 36, 3),
 }
-STAGE_POOL_MODES = ('always', 'strided')
-DEFAULT_INIT_CFG = [
-    dict(type='Kaiming', layer=['Conv2d']),
-    dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
-]
 
 # Arguments of the toolboxes' other ResNet-family backbones (mmdet, mmseg,
 # mmpretrain) that have no meaning for Res2Net, and why: a config swapped to
@@ -53,19 +49,6 @@ NOT_RES2NET_ARGS = dict(
     rfp_inplanes=_DETECTORS,
     output_img=_DETECTORS,
 )
-
-# Architecture arguments that a named variant (``arch=``) may set. Arguments the
-# caller passes explicitly win over the variant's.
-ARCH_DEFAULTS = dict(
-    depth=50,
-    scales=4,
-    base_width=26,
-    groups=1,
-    deep_stem=False,
-    avg_down=False,
-    se_ratio=None,
-)
-
 
 @MODELS.register_module()
 class Res2Net(FreezableBackbone):
@@ -143,19 +126,21 @@ class Res2Net(FreezableBackbone):
         drop_path_rate (float): Stochastic depth rate, rising linearly from 0
             at the first block to this value at the last.
         with_cp (bool): Activation checkpointing in every block.
-        fast_path (bool): Run each stage block's independent split convs as
-            one grouped conv with one BN. The same function, but float sums
-            run in another order (about 1e-6 relative); False gives results
-            bit-identical to per-split implementations such as mmdet's.
-            Defaults to True.
+        fast_path (bool): Allow the faster implementations of the blocks'
+            split convs (one grouped conv and BN in stage blocks, the lean
+            chained backward elsewhere; see :class:`Bottle2neck`) and the
+            automatic channels_last layout. The grouped conv sums floats in
+            another order; False runs the reference computation in the
+            input's layout, bit-identical to per-split implementations such
+            as mmdet's. Defaults to True.
         channels_last (bool, optional): Compute in the channels_last memory
             format. None (default) does so on CPU, where oneDNN runs this
-            network 1.2x faster in it than in NCHW, unless ``fast_path=False``
-            (bit-identity with per-split implementations) or a plugin or
-            deformable conv that expects NCHW is configured, and not while
-            tracing, exporting or compiling. True: always; False: never. The
-            outputs come back in the input's memory format either way, with
-            the same values up to float rounding (about 1e-6 relative).
+            network faster in it than in NCHW (docs/speed.md), unless
+            ``fast_path=False`` or a plugin or deformable conv that expects
+            NCHW is configured, and not while tracing, exporting or
+            compiling. True: always; False: never. The outputs come back in
+            the input's memory format either way, with the same values up to
+            float rounding.
         zero_init_residual (bool): Zero the last norm of every block at init,
             so each residual branch starts as zero. Defaults to True.
         pretrained (str, optional): Deprecated (as in mmdet and mmseg): the
@@ -216,7 +201,7 @@ class Res2Net(FreezableBackbone):
                             f'\'res2net50_v1b_26w_4s\'); got {arch!r} (a '
                             f'dict arch is a RegNet setting)')
         a = resolve_arch(
-            'Res2Net', ARCH_DEFAULTS, arch, depth=depth, scales=scales,
+            'Res2Net', arch, self.stage_blocks, depth=depth, scales=scales,
             base_width=base_width, groups=groups, deep_stem=deep_stem,
             avg_down=avg_down, se_ratio=se_ratio)
         self.arch = arch
@@ -295,7 +280,7 @@ class Res2Net(FreezableBackbone):
                         groups=self.groups,
                         base_channels=base_channels,
                         stage_block=j == 0,
-                        pool_at_stride1=stage_pool == 'always',
+                        stage_pool=stage_pool,
                         conv_cfg=conv_cfg,
                         norm_cfg=norm_cfg,
                         dcn=dcn if stage_with_dcn[i] else None,
@@ -316,12 +301,6 @@ class Res2Net(FreezableBackbone):
     def _check_args(self, num_stages, strides, dilations, out_indices,
                     frozen_stages, stage_pool, stage_with_dcn, plugins,
                     drop_path_rate):
-        if self.depth not in self.stage_blocks:
-            raise KeyError(f'invalid depth {self.depth} for Res2Net: valid '
-                           f'depths are {sorted(self.stage_blocks)}')
-        if not isinstance(self.scales, int) or self.scales < 2:
-            raise ValueError(f'scales must be an integer >= 2 (scales=1 is a '
-                             f'plain ResNet), got {self.scales!r}')
         for name in ('deep_stem', 'avg_down'):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
@@ -342,9 +321,7 @@ class Res2Net(FreezableBackbone):
                              f'{tuple(stage_with_dcn)}')
         self._check_outputs(out_indices, num_stages, frozen_stages,
                             num_stages)
-        if stage_pool not in STAGE_POOL_MODES:
-            raise ValueError(f'stage_pool must be one of {STAGE_POOL_MODES}, '
-                             f'got {stage_pool!r}')
+        check_stage_pool(stage_pool)
         if not 0. <= drop_path_rate < 1.:
             raise ValueError(
                 f'drop_path_rate must be in [0, 1), got {drop_path_rate}')
@@ -450,39 +427,22 @@ class Res2Net(FreezableBackbone):
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
 
-    def _freeze_stages(self):
-        if self.frozen_stages >= 0:
-            for m in (self.conv1, self.norm1):
-                m.eval()
-                for param in m.parameters():
-                    param.requires_grad = False
-        for i in range(1, self.frozen_stages + 1):
-            m = getattr(self, f'layer{i}')
-            m.eval()
-            for param in m.parameters():
-                param.requires_grad = False
+    def _frozen_modules(self) -> list:
+        stem = [self.conv1, self.norm1] if self.frozen_stages >= 0 else []
+        return stem + [getattr(self, f'layer{i}')
+                       for i in range(1, self.frozen_stages + 1)]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # mmdet's and mmpretrain's deep stems name their layers ``stem.N``;
-        # rename them in place so their files (e.g. a published mmdet detector
-        # given to ``load_from=``) load here directly instead of being skipped
-        # by a non-strict load with a warning.
+        # mmdet's and mmpretrain's deep stems name their layers ``stem.N``.
+        # Their files also load with mmengine's load_checkpoint (load_from=,
+        # the toolboxes' own tools), which call nothing of ours but this: the
+        # converters' registered hook renames those keys in place here.
         if self.deep_stem:
-            from ..converters.keymaps import native_stem_names
-            local = [k[len(prefix):] for k in state_dict
-                     if k.startswith(prefix + 'stem.')]
-            for old, new in native_stem_names(local).items():
-                state_dict[prefix + new] = state_dict.pop(prefix + old)
+            get_weight_loader('deep_stem_keys')(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def init_weights(self):
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            # Any supported weight format, strict by default: mmengine's own
-            # Pretrained init warns on mismatches and trains from random init.
-            from ..converters.loading import load_pretrained_from_init_cfg
-            load_pretrained_from_init_cfg(self, self.init_cfg)
-            self._is_init = True
+        if self._init_from_pretrained():
             return
         super().init_weights()
         # Kaiming above also hit the deformable convs' offset convs, which
@@ -491,9 +451,7 @@ class Res2Net(FreezableBackbone):
             if hasattr(m, 'conv_offset'):
                 constant_init(m.conv_offset, 0)
         if self.zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottle2neck):
-                    constant_init(m.norm3, 0)
+            self._zero_init_residual()
 
     def switch_to_deploy(self) -> 'Res2Net':
         """Fold every BN into its conv for inference (see
@@ -506,18 +464,22 @@ class Res2Net(FreezableBackbone):
         Returns:
             Res2Net: ``self``.
         """
-        from ..deploy.fuse import fold_pair  # late: avoids an import cycle
         if self.deploy:
             return self
         if self.deep_stem:
-            stem = list(self.conv1)
-            for i in (0, 3):
-                stem[i], stem[i + 1] = fold_pair(stem[i], stem[i + 1])
-            stem[6], norm1 = fold_pair(stem[6], self.norm1)
-            self.conv1 = nn.Sequential(*stem)
+            self.conv1 = fold_sequential(self.conv1)
+            last, norm1 = self.conv1[6], self.norm1
         else:
-            self.conv1, norm1 = fold_pair(self.conv1, self.norm1)
-        self.add_module(self.norm1_name, norm1)
+            last, norm1 = self.conv1, self.norm1
+        if isinstance(last, nn.Conv2d) and can_fold(last, norm1):
+            # The stem's conv now applies its BN and ReLU.
+            folded = fold_bn(last, norm1, relu=True)
+            if self.deep_stem:
+                self.conv1[6] = folded
+            else:
+                self.conv1 = folded
+            self.add_module(self.norm1_name, nn.Identity())
+            self.relu = nn.Identity()
         for m in self.modules():
             if isinstance(m, Bottle2neck):
                 m.switch_to_deploy()
@@ -525,20 +487,12 @@ class Res2Net(FreezableBackbone):
         return self
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.conv1, nn.Conv2d) and isinstance(
-                self.norm1, nn.Identity):
-            return conv_act(x, self.conv1)  # deploy: conv + bias + ReLU
         return self.relu(self.norm1(self.conv1(x)))
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x, restore = self._enter_layout(x)
-        x = self.maxpool(self._stem(x))
-        outs = []
-        for i, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(self._leave_layout(x, restore))
-        return tuple(outs)
+        return self._run_stages(self.maxpool(self._stem(x)), self.res_layers,
+                                restore)
 
 
 def _refuse_other_backbones_args(kwargs: dict) -> None:

@@ -7,7 +7,7 @@ it comes from. The tests build every entry and check params exactly and GMACs wi
 1%, and compare outputs with the named timm / MindCV models where given.
 """
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 V1B = dict(deep_stem=True, avg_down=True)
 OFFICIAL = 'official Res2Net (Gao et al.) ImageNet-1k'
@@ -134,18 +134,41 @@ def get_variant(name: str) -> Variant:
                        f'{", ".join(VARIANTS)}') from None
 
 
-def resolve_arch(family: str, defaults: Dict, arch: Optional[str] = None,
-                 **explicit) -> Dict:
+# The architecture arguments each backbone family takes when neither a named
+# variant nor the caller sets them.
+FAMILY_DEFAULTS = {
+    'Res2Net': dict(depth=50, scales=4, base_width=26, groups=1,
+                    deep_stem=False, avg_down=False, se_ratio=None),
+    'Res2NetDLA': dict(depth=60, scales=4, base_width=28, groups=1),
+    'bLRes2Net': dict(depth=50, scales=4, base_width=26, groups=1),
+}
+
+
+def check_scales(scales: int) -> int:
+    """``scales`` (splits per block), or a ValueError."""
+    if not isinstance(scales, int) or isinstance(scales, bool) or scales < 2:
+        raise ValueError(f'scales must be an integer >= 2 (scales=1 is a '
+                         f'plain ResNet), got {scales!r}')
+    return scales
+
+
+def resolve_arch(family: str, arch: Optional[str] = None,
+                 depths: Optional[Iterable[int]] = None, **explicit) -> Dict:
     """Architecture arguments of a backbone of ``family``.
 
-    The family's ``defaults``, then the named variant's arguments (which must
-    belong to the family), then the arguments the caller passed (None means
-    "not passed").
+    The family's :data:`FAMILY_DEFAULTS`, then the named variant's arguments
+    (which must belong to the family), then the arguments the caller passed
+    (None means "not passed"). The depth must be one of ``depths`` (when
+    given) and the scales valid.
     """
-    settings = dict(defaults)
+    settings = dict(FAMILY_DEFAULTS[family])
     if arch is not None:
         settings.update(family_backbone(arch, family))
     settings.update({k: v for k, v in explicit.items() if v is not None})
+    if depths is not None and settings['depth'] not in depths:
+        raise KeyError(f'invalid depth {settings["depth"]} for {family}: '
+                       f'valid depths are {sorted(depths)}')
+    check_scales(settings['scales'])
     return settings
 
 

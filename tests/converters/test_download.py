@@ -610,3 +610,36 @@ def test_pretrained_shortcut_by_name(server, cache, register, timm_file):
     for k, v in model.state_dict().items():
         assert torch.equal(v, expected[k]), k
     assert server.requests == ['m.safetensors']
+
+
+def test_plain_urls_are_fetched_once_and_checked(server, cache, timm_file,
+                                                 tmp_path):
+    """http(s) and file URLs (init_cfg, convert.py) go through the same
+    downloader as published weights: once into the cache, a hash prefix in
+    the name checked, nothing left behind by a failure."""
+    file, _ = timm_file
+    digest = sha256(file)
+    good = server.serve(f'w-{digest[:8]}.safetensors', file)
+    assert dl.fetch_url(good) == str(cache / f'w-{digest[:8]}.safetensors')
+    assert dl.fetch_url(good) == str(cache / f'w-{digest[:8]}.safetensors')
+    assert server.requests == [f'w-{digest[:8]}.safetensors']
+    wrong = '0' * 8 if not digest.startswith('0' * 8) else '1' * 8
+    with pytest.raises(DownloadError, match='sha256 hash is .*name promises '
+                       f'one starting with {wrong}') as e:
+        dl.fetch_url(server.serve(f'x-{wrong}.safetensors', file))
+    assert e.value.kind == 'hash'
+    server.truncate.add('cut.safetensors')
+    with pytest.raises(DownloadError, match='broke off|closed after') as e:
+        dl.fetch_url(server.serve('cut.safetensors', file))
+    assert e.value.kind == 'truncated'
+    with pytest.raises(DownloadError, match='HTTP 404') as e:
+        dl.fetch_url(server.url('gone.pth'))
+    assert e.value.kind == 'missing'
+    assert cached_files(cache) == [f'w-{digest[:8]}.safetensors']
+
+    local = tmp_path / 'my weights.safetensors'
+    local.write_bytes(file.read_bytes())
+    assert dl.fetch_url(local.as_uri()) == str(cache / local.name)
+    assert sha256(cache / local.name) == digest
+    with pytest.raises(DownloadError, match='does not exist'):
+        dl.fetch_url((tmp_path / 'none.pth').as_uri())

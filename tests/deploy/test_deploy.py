@@ -10,7 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from res2net_mm import Res2Net, Res2NetClassifier
 from res2net_mm.deploy import fold_bn, fuse_res2net
-from res2net_mm.deploy.ops import conv_act, use_onednn
+from res2net_mm.models.fusion import conv_act, use_onednn
 from res2net_mm.models import Bottle2neck
 
 from ..models.utils import TINY, assert_close, randomize
@@ -108,7 +108,7 @@ def test_packed_weights_made_once_and_follow_changes():
     """On CPU a deploy conv's weight is reordered for oneDNN once and reused;
     an in-place change, a new weight or a new input shape packs it again, so
     the values are always those of the plain conv."""
-    from res2net_mm.deploy import ops
+    from res2net_mm.models import fusion as ops
     conv = nn.Conv2d(8, 16, 3, 1, 1)
     x = torch.randn(2, 8, 12, 12)
     with torch.no_grad():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from res2net_mm import MODELS, VARIANTS, build_classifier
-from res2net_mm.models.dla import (TIMM_NAMES, Res2NetDLA, dla_from_official,
-                                   dla_to_timm)
+from res2net_mm.converters.keymaps import dla_from_official, dla_to_timm
+from res2net_mm.models.dla import TIMM_NAMES, Res2NetDLA
 from res2net_mm.utils import count_macs, count_params
 
 from .utils import assert_close, batchnorms, randomize

@@ -129,7 +129,8 @@ def calibrated_dla(arch, folder):
     images, saved as an official-layout file (1x1-conv classifier)."""
     import torch
 
-    from res2net_mm.models.dla import Res2NetDLA, dla_to_timm
+    from res2net_mm.converters.keymaps import dla_to_timm
+    from res2net_mm.models.dla import Res2NetDLA
     net = Res2NetDLA(arch=arch)
     net.init_weights()
     for m in net.modules():

@@ -12,7 +12,7 @@ import warnings
 import pytest
 import torch
 
-from res2net_mm.deploy import ops
+from res2net_mm.utils import torch_compat as ops
 from res2net_mm.models import hierarchy
 
 from .test_fast_paths import blocks, plain_copy, tiny, train_steps

@@ -12,9 +12,13 @@ continues the curve), a run dir ``<work_dir>/<timestamp>``, or a json log
 import argparse
 import glob
 import json
-import os
 import os.path as osp
+import sys
 from typing import Dict, List
+
+# Run from a clone without installing: make ``import res2net_mm`` work.
+sys.path.insert(
+    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 # Training entries carry 'iter' (mmengine's LoggerHook); validation and test
 # entries only 'step' (the epoch for epoch-based training).
@@ -85,9 +89,12 @@ def plot_curve(logs: List[str], keys: List[str], out: str,
     Returns:
         str: ``out``.
     """
+    # Imported with the plotting libraries: cal_train_time needs none of them.
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+
+    from res2net_mm.utils.io import atomic_write
 
     data = [(log, load_log(find_json_logs(log))) for log in logs]
     fig, axes = plt.subplots(
@@ -117,13 +124,13 @@ def plot_curve(logs: List[str], keys: List[str], out: str,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    out_dir = osp.dirname(osp.abspath(out))
-    os.makedirs(out_dir, exist_ok=True)
-    root, ext = osp.splitext(out)
-    tmp = f'{root}.tmp-{os.getpid()}{ext or ".png"}'
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, out)
+    # The format follows the extension (the temporary name keeps it); PNG
+    # without one.
+    fmt = osp.splitext(out)[1][1:] or 'png'
+    try:
+        atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt))
+    finally:
+        plt.close(fig)
     return out
 
 

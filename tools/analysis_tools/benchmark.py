@@ -52,6 +52,11 @@ from torch import nn
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__),
                                                 '..', '..')))
+from res2net_mm.deploy import fuse_res2net  # noqa: E402
+from res2net_mm.models import Bottle2neck, build_classifier  # noqa: E402
+from res2net_mm.models.classifier import PooledClassifier  # noqa: E402
+from res2net_mm.utils import count_macs  # noqa: E402
+from res2net_mm.utils.io import atomic_write  # noqa: E402
 
 # name -> (architecture group, builder)
 ARCH_26W4S = '26w4s'
@@ -59,22 +64,8 @@ ARCH_V1B = 'v1b'
 ARCH_RESNET = 'resnet50'
 
 
-class _Head(nn.Module):
-    """Backbone (tuple of features) + global average pool + fc, like timm."""
-
-    def __init__(self, backbone: nn.Module, channels: int = 2048):
-        super().__init__()
-        self.backbone = backbone
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, 1000)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.backbone(x)[-1]).flatten(1))
-
-
 def _ours(arch, fast_path=True, channels_last=None):
     def build():
-        from res2net_mm.models import Bottle2neck, build_classifier
         model = build_classifier(arch, channels_last=channels_last)
         for m in model.modules():
             if isinstance(m, Bottle2neck):
@@ -85,13 +76,13 @@ def _ours(arch, fast_path=True, channels_last=None):
 
 def _mmpretrain():
     from mmpretrain.models.backbones import Res2Net
-    return _Head(Res2Net(depth=50, scales=4, base_width=26))
+    return PooledClassifier(Res2Net(depth=50, scales=4, base_width=26), 2048)
 
 
 def _mmdet():
     from mmdet.models.backbones import Res2Net
-    return _Head(Res2Net(depth=50, scales=4, base_width=26, deep_stem=True,
-                         avg_down=True))
+    return PooledClassifier(Res2Net(depth=50, scales=4, base_width=26,
+                                    deep_stem=True, avg_down=True), 2048)
 
 
 def _timm(name):
@@ -126,7 +117,6 @@ def deploy(name: str, model: nn.Module) -> nn.Module:
     """The best available BN folding of each model (eval mode first)."""
     model.eval()
     if name.startswith('ours'):
-        from res2net_mm.deploy import fuse_res2net
         return fuse_res2net(model)
     from mmcv.cnn import fuse_conv_bn
     return fuse_conv_bn(model)
@@ -193,7 +183,6 @@ class Case:
 def forward_flops(name: str, args) -> float:
     """FLOPs (2 x MACs) of one forward of one image, counted by
     :func:`res2net_mm.utils.count_macs` (the variant table's counter)."""
-    from res2net_mm.utils import count_macs
     model = MODELS[name][1]().eval()
     return 2. * count_macs(model, (1, 3, args.size, args.size))
 
@@ -353,10 +342,11 @@ def parse_args(argv=None):
 
 
 def _write_json(path: str, data) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(data, f, indent=1)
+
+    atomic_write(path, write)
 
 
 def main(argv=None) -> dict:

@@ -6,10 +6,16 @@ Example:
         --cfg-options train_dataloader.batch_size=64
 """
 import argparse
-import os
 import os.path as osp
+import sys
 
-from mmengine.config import Config, DictAction
+# Run from a clone without installing: make ``import res2net_mm`` work.
+sys.path.insert(
+    0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+
+from mmengine.config import Config, DictAction  # noqa: E402
+
+from res2net_mm.utils.io import atomic_write  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -33,11 +39,8 @@ def main(argv=None):
         cfg.merge_from_dict(args.cfg_options)
     print(cfg.pretty_text)
     if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        root, ext = osp.splitext(args.out)
-        tmp = f'{root}.tmp-{os.getpid()}{ext}'
-        cfg.dump(tmp)
-        os.replace(tmp, args.out)
+        # The temporary name keeps the extension, which picks the format.
+        atomic_write(args.out, cfg.dump)
     return cfg
 
 

@@ -20,7 +20,6 @@ import os
 import os.path as osp
 import subprocess
 import sys
-import tempfile
 import time
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -66,10 +65,13 @@ def _run(cmd, what, threads):
 
 
 def _write_json(obj, path):
-    fd, tmp = tempfile.mkstemp(suffix='.json', dir=osp.dirname(path))
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)  # never a half-written file
+    from res2net_mm.utils.io import atomic_write  # on sys.path from main()
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(obj, f, indent=2)
+
+    atomic_write(path, write)  # never a half-written file
 
 
 def _test_metrics(test_dir: str, before: set) -> dict:
@@ -96,6 +98,7 @@ def visualize(config: str, checkpoint: str, data_root: str, out_png: str,
     from mmdet.visualization import DetLocalVisualizer
 
     from res2net_mm.engine.checkpoint import allow_training_checkpoints
+    from res2net_mm.utils.io import atomic_write
 
     # Our own training checkpoint: its message hub holds mmengine objects that
     # torch >= 2.6's weights_only loading refuses unless allow-listed.
@@ -126,15 +129,12 @@ def visualize(config: str, checkpoint: str, data_root: str, out_png: str,
     fig.suptitle('Res2Net Mask R-CNN: val predictions (score >= '
                  f'{score_thr})')
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(suffix='.png', dir=osp.dirname(out_png))
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, out_png)  # never a half-written PNG
+        # never a half-written PNG
+        atomic_write(out_png, lambda tmp: fig.savefig(tmp, dpi=100,
+                                                      format='png'))
     finally:
         plt.close(fig)
-        if osp.exists(tmp):
-            os.remove(tmp)
     return out_png
 
 

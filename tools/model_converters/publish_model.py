@@ -15,7 +15,7 @@ mmengine hold pickled objects (message hub buffers), so reading them needs
 """
 import argparse
 import hashlib
-import os
+import io
 import sys
 
 # Entries of mmengine / mmcv training checkpoints that are not for release.
@@ -39,14 +39,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def sha256sum(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
-
-
 def process_checkpoint(in_file, out_file, use_ema=False, trust=False) -> str:
     """Publish ``in_file`` as ``<out_file stem>-<sha256[:8]>.pth``.
 
@@ -62,7 +54,8 @@ def process_checkpoint(in_file, out_file, use_ema=False, trust=False) -> str:
     import torch
     from res2net_mm.converters.errors import CheckpointError
     from res2net_mm.converters.reading import load_torch_file, sniff_container
-    from res2net_mm.converters.saving import atomic_write, plain_values
+    from res2net_mm.converters.saving import plain_values
+    from res2net_mm.utils.io import atomic_write
 
     if sniff_container(in_file) != 'torch':
         raise CheckpointError(in_file, 'is not a PyTorch checkpoint',
@@ -96,17 +89,17 @@ def process_checkpoint(in_file, out_file, use_ema=False, trust=False) -> str:
                               if k not in TRAINING_STATE})
 
     stem = out_file[:-len('.pth')] if out_file.endswith('.pth') else out_file
-    folder = os.path.dirname(os.path.abspath(out_file))
-    tmp = os.path.join(folder, f'.{os.path.basename(stem)}.publish.pth')
-    atomic_write(tmp, lambda p: torch.save(out, p))
-    try:
-        final = f'{stem}-{sha256sum(tmp)[:8]}.pth'
-        os.replace(tmp, final)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return final
+    # Serialised first: the name carries the hash of the bytes written.
+    buffer = io.BytesIO()
+    torch.save(out, buffer)
+    data = buffer.getvalue()
+    final = f'{stem}-{hashlib.sha256(data).hexdigest()[:8]}.pth'
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data)
+
+    return atomic_write(final, write)
 
 
 def main(argv=None) -> int:
