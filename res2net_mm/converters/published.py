@@ -305,7 +305,7 @@ def reported(w: PublishedWeights) -> str:
 
 
 def weights_markdown() -> str:
-    """The weights table as the README shows it (kept in sync by a test)."""
+    """The weights table of docs/weights.md (kept in sync by a test)."""
     rows = [
         '| `res2net_mm://` name | architecture | file | sha256 | reported '
         '| figures from |',

@@ -5,11 +5,11 @@ from typing import Callable, Dict, Optional, Sequence, Tuple
 import torch
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init
-from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import get_weight_loader
 from ..utils.torch_compat import exporting
+from .bottle2neck import Bottle2neck
 
 
 # Kaiming for convs, 1 / 0 for norms: the init of every res2net_mm backbone.
@@ -72,10 +72,9 @@ class FreezableBackbone(BaseModule, metaclass=_LaidOutOnceBuilt):
 
     def _zero_init_residual(self) -> None:
         """Zero the last norm of every block, so that each residual branch
-        starts as zero (blocks found by their ``norm3``)."""
+        starts as zero."""
         for m in self.modules():
-            if isinstance(getattr(m, 'norm3', None), (_BatchNorm,
-                                                       nn.GroupNorm)):
+            if isinstance(m, Bottle2neck):
                 constant_init(m.norm3, 0)
 
     def train(self, mode: bool = True):

@@ -101,8 +101,9 @@ class DLARoot(nn.Module):
     def switch_to_deploy(self) -> None:
         """Fold the BN into the conv, and the ReLU too where no residual is
         added between them."""
-        if not can_fold(self.conv, self.bn):
-            return
+        if isinstance(self.bn, nn.Identity) or not can_fold(self.conv,
+                                                            self.bn):
+            return  # folded already, or not foldable
         self.conv = fold_bn(self.conv, self.bn, relu=not self.residual)
         self.bn = nn.Identity()
         if not self.residual:

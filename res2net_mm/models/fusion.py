@@ -182,9 +182,28 @@ def can_fold(conv: nn.Module, norm: nn.Module) -> bool:
                                   or _foldable_bn(norm))
 
 
+def _fused_like(conv: nn.Conv2d, relu: bool, bias: bool,
+                n: int = 1) -> FusedConv2d:
+    """An empty :class:`FusedConv2d` with ``conv``'s geometry, device and
+    dtype, for ``n`` such convs side by side (``n`` times the channels and
+    groups)."""
+    return FusedConv2d(
+        conv.in_channels * n,
+        conv.out_channels * n,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups * n,
+        bias=bias,
+        relu=relu,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype)
+
+
 def _same_layout(new: nn.Conv2d, old: nn.Conv2d) -> nn.Conv2d:
-    """``new`` in ``old``'s memory format (channels_last stays so), device
-    placement, trainability and mode."""
+    """``new`` in ``old``'s memory format (channels_last stays so),
+    trainability and mode."""
     if old.weight.is_contiguous(memory_format=torch.channels_last) and \
             not old.weight.is_contiguous():
         new.to(memory_format=torch.channels_last)
@@ -235,18 +254,7 @@ def fold_bn(conv: nn.Conv2d, bn: nn.Module, relu: bool = False) -> FusedConv2d:
             shift = shift + bn.bias.double()
         if conv.bias is not None:
             shift = shift + conv.bias.double() * scale
-        fused = FusedConv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            stride=conv.stride,
-            padding=conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
-            bias=True,
-            relu=relu,
-            device=conv.weight.device,
-            dtype=dtype)
+        fused = _fused_like(conv, relu, bias=True)
         fused.weight.copy_(
             (conv.weight.double() * scale.view(-1, 1, 1, 1)).to(dtype))
         fused.bias.copy_(shift.to(dtype))
@@ -254,11 +262,7 @@ def fold_bn(conv: nn.Conv2d, bn: nn.Module, relu: bool = False) -> FusedConv2d:
 
 
 def _as_fused(conv: nn.Conv2d, relu: bool) -> FusedConv2d:
-    fused = FusedConv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size,
-        stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-        groups=conv.groups, bias=conv.bias is not None, relu=relu,
-        device=conv.weight.device, dtype=conv.weight.dtype)
+    fused = _fused_like(conv, relu, bias=conv.bias is not None)
     with torch.no_grad():
         fused.weight.copy_(conv.weight)
         if conv.bias is not None:
@@ -301,19 +305,7 @@ def group_convs(convs: List[nn.Conv2d]) -> FusedConv2d:
                 or c.padding_mode != 'zeros'):
             raise ValueError('group_convs needs plain convs with identical '
                              'shapes and settings')
-    n = len(convs)
-    grouped = FusedConv2d(
-        c0.in_channels * n,
-        c0.out_channels * n,
-        c0.kernel_size,
-        stride=c0.stride,
-        padding=c0.padding,
-        dilation=c0.dilation,
-        groups=c0.groups * n,
-        bias=c0.bias is not None,
-        relu=relu,
-        device=c0.weight.device,
-        dtype=c0.weight.dtype)
+    grouped = _fused_like(c0, relu, bias=c0.bias is not None, n=len(convs))
     with torch.no_grad():
         grouped.weight.copy_(torch.cat([c.weight for c in convs]))
         if c0.bias is not None:
@@ -330,8 +322,7 @@ def fold_sequential(seq: nn.Sequential) -> nn.Sequential:
     """
     layers = list(seq)
     for i in range(len(layers) - 1):
-        if not (_foldable_bn(layers[i + 1]) and can_fold(layers[i],
-                                                         layers[i + 1])):
+        if not (_plain_conv(layers[i]) and _foldable_bn(layers[i + 1])):
             continue
         relu = i + 2 < len(layers) and type(layers[i + 2]) is nn.ReLU
         layers[i] = fold_bn(layers[i], layers[i + 1], relu=relu)

@@ -471,7 +471,7 @@ class Res2Net(FreezableBackbone):
             last, norm1 = self.conv1[6], self.norm1
         else:
             last, norm1 = self.conv1, self.norm1
-        if isinstance(last, nn.Conv2d) and can_fold(last, norm1):
+        if can_fold(last, norm1):
             # The stem's conv now applies its BN and ReLU.
             folded = fold_bn(last, norm1, relu=True)
             if self.deep_stem:

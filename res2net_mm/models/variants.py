@@ -182,7 +182,7 @@ def _pct(value: Optional[float]) -> str:
 
 
 def variants_markdown() -> str:
-    """The variant table as the README shows it (kept in sync by a test)."""
+    """The variant table of docs/variants.md (kept in sync by a test)."""
     rows = [
         '| name | params (1000 cls) | GMACs @224 | top-1 | top-5 | source '
         '| same as |',
